@@ -28,14 +28,27 @@ def _to32(x: np.ndarray) -> np.ndarray:
 
 
 def evaluate_tree_numpy(
-    tree: Tree, X: np.ndarray, operators: OperatorSet, *, float32: bool = False
+    tree: Tree,
+    X: np.ndarray,
+    operators: OperatorSet,
+    *,
+    float32: bool = False,
+    perturb: float = 0.0,
+    rng: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Evaluate `tree` on `X [N, F]` with NumPy.
 
     Returns `(pred, ok, scale)` per row: `pred` is NaN where not ok, `ok` is False
     where any node produced a non-finite value, and `scale` is the largest absolute
-    intermediate value (the natural scale for rounding errors on that row).
+    intermediate value on that row.
+
+    With `perturb > 0`, every operator's operands and result are multiplied by
+    `1 + perturb * u`, `u ~ U(-1, 1)` (the backward-error model of floating point):
+    the spread of a few such runs measures how much rounding errors of that size
+    can move the result, which is the tolerance a float kernel should be held to.
     """
+    if perturb and rng is None:
+        rng = np.random.default_rng(0)
     X = np.asarray(X, dtype=np.float64)
     rnd = _to32 if float32 else (lambda v: v)
     X = rnd(X)
@@ -54,7 +67,11 @@ def evaluate_tree_numpy(
             else:
                 fn = operators.operator(o).numpy_fn
                 args = [stack.pop() for _ in range(arity[o])][::-1]
+                if perturb:
+                    args = [x * (1 + perturb * rng.uniform(-1, 1, N)) for x in args]
                 out = rnd(np.asarray(fn(*args), dtype=np.float64) * np.ones(N))
+                if perturb:
+                    out = out * (1 + perturb * rng.uniform(-1, 1, N))
             finite = np.isfinite(out)
             ok &= finite
             scale = np.maximum(scale, np.where(finite, np.abs(out), 0.0))

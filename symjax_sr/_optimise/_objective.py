@@ -1,0 +1,118 @@
+"""The objective of a batch of lanes: losses, residuals and forward-mode derivatives.
+
+A *lane* is one (expression, start) pair; lanes are independent, so the derivative of
+lane `b`'s prediction with respect to its own constants is one `jax.jvp` per constant
+slot with the same one-hot tangent for every lane (what `jax.jacfwd` does, without the
+`[B, N, B, K]` cross terms). Only `Evaluator.predict` is called, so any evaluation
+kernel that supports forward mode works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int
+
+from .._evaluate import Evaluator, l2_loss, reduce_loss
+from .._tree import Population
+
+__all__ = ["Objective", "lane_loss"]
+
+
+def lane_loss(
+    pred: Float[Array, "lanes rows"],
+    ok: Bool[Array, "lanes rows"],
+    y: Float[Array, " rows"],
+    weights: Float[Array, " rows"] | None,
+    elementwise_loss: Callable,
+    loss_function: Callable | None,
+) -> Float[Array, " lanes"]:
+    """Loss per lane, +inf unless every row is ok and the loss is finite.
+
+    `loss_function(pred [N], y [N], weights [N] | None) -> scalar` (PySR's
+    `loss_function`) replaces the mean elementwise loss when given.
+    """
+    if loss_function is None:
+        return reduce_loss(pred, ok, y, weights, elementwise_loss)
+    safe = jnp.where(ok, pred, 0.0)
+    loss = jax.vmap(lambda p: loss_function(p, y, weights))(safe)
+    loss = jnp.asarray(loss, pred.dtype)
+    good = jnp.all(ok, axis=-1) & jnp.isfinite(loss)
+    return jnp.where(good, jnp.where(good, loss, 0.0), jnp.inf)
+
+
+class Objective(eqx.Module):
+    """What the optimisers see: the lanes' fixed structure plus the data and the loss."""
+
+    evaluator: Evaluator
+    op: Int[Array, "lanes length"]
+    arg: Int[Array, "lanes length"]
+    free: Bool[Array, "lanes nconst"]
+    Xt: Float[Array, "features rows"]
+    y: Float[Array, " rows"]
+    weights: Float[Array, " rows"] | None
+    elementwise_loss: Callable = eqx.field(static=True, default=l2_loss)
+    loss_function: Callable | None = eqx.field(static=True, default=None)
+
+    def predict(self, c: Float[Array, "lanes nconst"]):
+        return self.evaluator.predict(Population(self.op, self.arg, c), self.Xt)
+
+    def loss(self, c: Float[Array, "lanes nconst"]) -> Float[Array, " lanes"]:
+        """One evaluation of every lane."""
+        pred, ok = self.predict(c)
+        return lane_loss(pred, ok, self.y, self.weights, self.elementwise_loss, self.loss_function)
+
+    def _tangents(self, fn, c):
+        """`fn(c) -> (value, aux)`, and the derivatives of `value` along every slot `[K, ...]`."""
+        K = c.shape[-1]
+        basis = jnp.broadcast_to(jnp.eye(K, dtype=c.dtype)[:, None, :], (K,) + c.shape)
+
+        def one(t):
+            return jax.jvp(fn, (c,), (t,), has_aux=True)
+
+        return jax.vmap(one, out_axes=(None, 0, None))(basis)
+
+    def loss_and_grad(self, c):
+        """Loss `[B]` and gradient `[B, K]` (zero on non-free slots) by forward mode."""
+
+        loss, dloss, _ = self._tangents(lambda cc: (self.loss(cc), None), c)
+        grad = jnp.where(self.free, jnp.moveaxis(dloss, 0, -1), 0.0)
+        good = jnp.isfinite(loss) & jnp.all(jnp.isfinite(grad), axis=-1)
+        return jnp.where(good, loss, jnp.inf), jnp.where(good[:, None], grad, 0.0)
+
+    def gauss_newton(self, c):
+        """Squared-error loss `[B]`, `JᵀJ` `[B, K, K]` and `Jᵀr` `[B, K]` of the residuals.
+
+        Residuals are `sqrt(w_n / Σw) (pred_n - y_n)`, so `Σ r²` is the (weighted) mean
+        squared error that `l2_loss` gives.
+        """
+        N = self.y.shape[0]
+        if self.weights is None:
+            sw = jnp.full((N,), 1.0 / jnp.sqrt(N), self.y.dtype)
+        else:
+            sw = jnp.sqrt(self.weights / jnp.sum(self.weights)).astype(self.y.dtype)
+
+        def fn(cc):
+            pred, ok = self.predict(cc)
+            return jnp.where(ok, pred, 0.0), ok
+
+        pred, dpred, ok = self._tangents(fn, c)
+        r = sw * (pred - self.y)
+        J = jnp.where(ok[None] & self.free.T[:, :, None], dpred, 0.0) * sw  # [K, B, N]
+        loss = jnp.sum(r * r, axis=-1)
+        JtJ = jnp.einsum("kbn,jbn->bkj", J, J)
+        Jtr = jnp.einsum("kbn,bn->bk", J, r)
+        good = (
+            jnp.all(ok, axis=-1)
+            & jnp.isfinite(loss)
+            & jnp.all(jnp.isfinite(JtJ), axis=(-2, -1))
+            & jnp.all(jnp.isfinite(Jtr), axis=-1)
+        )
+        return (
+            jnp.where(good, loss, jnp.inf),
+            jnp.where(good[:, None, None], JtJ, 0.0),
+            jnp.where(good[:, None], Jtr, 0.0),
+        )
