@@ -92,7 +92,7 @@ class ConstantOptions:
     f_calls_limit: int | None = None
     probability: float = 0.14
     enabled: bool = True
-    damping: float = 1e-3
+    damping: float = 0.1
     max_backtracks: int = 10
 
     def __post_init__(self):
