@@ -92,7 +92,7 @@ class SelectEvaluator(Evaluator):
         lev = levels(pop, self.operators)
 
         def prep(a):
-            a = a[perm]
+            a = jnp.asarray(a)[perm]
             a = jnp.pad(a, ((0, pad),) + ((0, 0),) * (a.ndim - 1))
             return a.reshape((nblk, B) + a.shape[1:])
 

@@ -1,0 +1,228 @@
+"""`python -m symjax_sr.bench eval`: evaluation kernels vs a NumPy loop in the same run.
+
+Population: random expressions of 3..31 nodes over {+,-,*,/,sin,cos,exp,log,sqrt,
+square,neg}, 3 features, X ~ U(-2, 2), fixed seed. Baseline: a Python loop over
+expressions with NumPy vectorised over rows (float32), measured in the same process
+(and pyoperon's evaluator when it is installed). Metric: node-evals/s = sum of real
+nodes x rows / seconds, for the fused loss (what a search calls every generation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+import warnings
+
+import numpy as np
+
+SEED = 0
+LENGTH = 32
+NCONST = 8
+N_FEATURES = 3
+BINARY = ("+", "-", "*", "/")
+UNARY = ("sin", "cos", "exp", "log", "sqrt", "square", "neg")
+STRATEGIES = ("select", "switch")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--populations", default="1000,4000",
+                        help="comma-separated population sizes P (default 1000,4000)")
+    parser.add_argument("--rows", default="100,1000,10000",
+                        help="comma-separated row counts N (default 100,1000,10000)")
+    parser.add_argument("--quick", action="store_true",
+                        help="P=1000 only, one timed repeat: under a minute")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--strategies", default=",".join(STRATEGIES),
+                        help="comma-separated kernels to time (default select,switch)")
+
+
+def _ints(text: str, name: str) -> list[int]:
+    try:
+        values = [int(float(v)) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SystemExit(f"--{name} takes comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise SystemExit(f"--{name} needs positive integers, got {text!r}")
+    return values
+
+
+def _numpy_loop(trees, X: np.ndarray, operators):
+    """Baseline: Python loop over expressions, NumPy float32 over rows, with ok flags."""
+    from symjax_sr._operators import CONST, VAR
+
+    arity = operators.arity_table
+    fns = {o: operators.operator(o).numpy_fn for o in range(3, operators.num_opcodes)}
+    cols = [np.ascontiguousarray(X[:, f]) for f in range(X.shape[1])]
+    N = X.shape[0]
+    preds = np.empty((len(trees), N), np.float32)
+    oks = np.empty((len(trees), N), bool)
+    with np.errstate(all="ignore"):
+        for i, (ops, args, vals) in enumerate(trees):
+            stack = []
+            ok = np.ones(N, bool)
+            for o, a, v in zip(ops, args, vals):
+                if o == VAR:
+                    out = cols[a]
+                elif o == CONST:
+                    out = np.full(N, v, np.float32)
+                elif arity[o] == 1:
+                    out = fns[o](stack.pop())
+                else:
+                    r = stack.pop()
+                    out = fns[o](stack.pop(), r)
+                ok &= np.isfinite(out)
+                stack.append(out)
+            preds[i] = stack[0]
+            oks[i] = ok
+    return preds, oks
+
+
+def _host_trees(pop):
+    trees = []
+    for t in pop.trees():
+        trees.append((t.op.tolist(), t.arg.tolist(), [np.float32(v) for v in t.value]))
+    return trees
+
+
+def _time(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _operon_rate(pop, X) -> float | None:
+    try:
+        import pyoperon  # noqa: F401
+    except ImportError:
+        return None
+    return None  # pyoperon's tree conversion is not wired up; reported as absent
+
+
+def _run_config(P, N, strategies, repeats, operators, jax, jnp):
+    from symjax_sr._evaluate import get_evaluator
+    from symjax_sr._random import numpy_rng_population
+
+    pop = numpy_rng_population(SEED, P, operators, N_FEATURES, LENGTH, NCONST,
+                               min_size=3, max_size=31)
+    pop2 = numpy_rng_population(SEED + 1, P, operators, N_FEATURES, LENGTH, NCONST,
+                                min_size=3, max_size=31)
+    rng = np.random.default_rng(SEED)
+    X = rng.uniform(-2, 2, (N, N_FEATURES)).astype(np.float32)
+    y = (X[:, 0] * np.cos(X[:, 1]) + X[:, 2] ** 2).astype(np.float32)
+    nodes = int(np.asarray(pop.size).sum())
+    trees = _host_trees(pop)
+
+    t_np = _time(lambda: _numpy_loop(trees, X, operators), repeats)
+    base_pred, base_ok = _numpy_loop(trees, X, operators)
+    np_rate = nodes * N / t_np
+    operon = _operon_rate(pop, X)
+
+    Xt, yj = jnp.asarray(X.T), jnp.asarray(y)
+    rows = []
+    for name in strategies:
+        ev = get_evaluator(name, operators)
+        traces = {"n": 0}
+
+        def loss_fn(p, xt, yy, ev=ev, traces=traces):
+            traces["n"] += 1
+            return ev.loss(p, xt, yy)
+
+        def predict_fn(p, xt, ev=ev, traces=traces):
+            traces["n"] += 1
+            return ev.predict(p, xt)
+
+        loss_j, pred_j = jax.jit(loss_fn), jax.jit(predict_fn)
+        t0 = time.perf_counter()
+        jax.block_until_ready(loss_j(pop, Xt, yj))
+        compile_s = time.perf_counter() - t0
+        t = _time(lambda: jax.block_until_ready(loss_j(pop, Xt, yj)), repeats)
+        pred, ok = (np.asarray(a) for a in pred_j(pop, Xt))
+        before = traces["n"]
+        jax.block_until_ready(loss_j(pop2, Xt, yj))
+        jax.block_until_ready(pred_j(pop2, Xt))
+        recompiles = traces["n"] - before
+
+        both = ok & base_ok
+        with np.errstate(all="ignore"):
+            rel = np.abs(pred[both] - base_pred[both]) / np.maximum(np.abs(base_pred[both]), 1e-30)
+        rows.append({
+            "P": P, "N": N,
+            "backend": jax.default_backend(),
+            "device": str(jax.devices()[0].device_kind),
+            "strategy": name,
+            "node_evals_per_s": nodes * N / t,
+            "exprs_per_s": P / t,
+            "numpy_node_evals_per_s": np_rate,
+            "ratio_vs_numpy": (nodes * N / t) / np_rate,
+            "operon_node_evals_per_s": operon,
+            "seconds": t,
+            "compile_s": compile_s,
+            "recompiles": recompiles,
+            "flags_agree": float((ok == base_ok).mean()),
+            "median_rel_err": float(np.median(rel)) if rel.size else 0.0,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "mean_nodes": nodes / P,
+        })
+    if len(rows) > 1:
+        best = min(rows, key=lambda r: r["seconds"])
+        rows.append(dict(best, strategy="auto", chosen=best["strategy"]))
+    return rows
+
+
+def _print_table(rows) -> None:
+    head = (f"{'P':>5} {'N':>6} {'strategy':>8} {'M node/s':>9} {'numpy':>7} {'ratio':>6} "
+            f"{'expr/s':>9} {'compile':>7} {'recomp':>6} {'flags':>8} {'rel err':>8} {'RSS MB':>7}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        strategy = r["strategy"] if r["strategy"] != "auto" else f"auto={r['chosen']}"
+        print(f"{r['P']:>5} {r['N']:>6} {strategy:>8} {r['node_evals_per_s'] / 1e6:>9.0f} "
+              f"{r['numpy_node_evals_per_s'] / 1e6:>7.0f} {r['ratio_vs_numpy']:>5.2f}x "
+              f"{r['exprs_per_s']:>9.3g} {r['compile_s']:>6.2f}s {r['recompiles']:>6d} "
+              f"{r['flags_agree']:>8.6f} {r['median_rel_err']:>8.1e} {r['peak_rss_mb']:>7.0f}",
+              flush=True)
+
+
+def main(args) -> int:
+    import jax
+    import jax.numpy as jnp
+
+    import symjax_sr._kernels  # noqa: F401  (registers the kernels)
+    from symjax_sr._operators import make_operator_set
+
+    pops = [1000] if args.quick else _ints(args.populations, "populations")
+    rows_n = _ints(args.rows, "rows")
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    repeats = 1 if args.quick else 3
+    operators = make_operator_set(BINARY, UNARY)
+    if not args.json:
+        print(f"backend {jax.default_backend()} ({jax.devices()[0].device_kind}), "
+              f"baseline: Python loop over expressions, NumPy float32 over rows")
+    all_rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for P in pops:
+            for N in rows_n:
+                rows = _run_config(P, N, strategies, repeats, operators, jax, jnp)
+                all_rows += rows
+                if args.json:
+                    for r in rows:
+                        print(json.dumps(r), flush=True)
+                else:
+                    _print_table(rows) if P == pops[0] and N == rows_n[0] else _print_rows(rows)
+    return 0
+
+
+def _print_rows(rows) -> None:
+    import io
+    import contextlib
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        _print_table(rows)
+    print("\n".join(buf.getvalue().splitlines()[2:]), flush=True)

@@ -1,0 +1,169 @@
+"""The fast kernels against the reference evaluator and the independent NumPy evaluation.
+
+Tolerance (documented in `symjax_sr/_kernels/__init__.py`): values as the reference
+evaluator is held to in `test_evaluate.py` (`|kernel - ref64| <= 4 * spread + 1e-5 *
+|ref64|`, `spread` from float64 runs perturbed by a relative 1e-6), and non-finite
+flags identical to `ReferenceEvaluator` and to the float32 NumPy simulation on every
+row whose flag is stable under those perturbations. Fast sin/cos differ from XLA's by
+about one ulp, so a row whose finiteness flips under a relative 1e-6 perturbation
+(e.g. `log(sin(cos(exp(15.4))))`, where a 1-ulp change moves `exp` by 40) is
+allowed to differ; it would differ between any two libms too.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from _strategies import ALL_OPERATORS, datasets, trees
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import symjax_sr as sr
+from symjax_sr._evaluate import ReferenceEvaluator, get_evaluator, reduce_loss
+from symjax_sr._kernels import (
+    AutoEvaluator,
+    SelectEvaluator,
+    SwitchEvaluator,
+    choose_evaluator,
+)
+from symjax_sr._numpy_eval import evaluate_tree_numpy
+from symjax_sr._random import numpy_rng_population
+
+L, K, P = 40, 24, 6
+OPS = ALL_OPERATORS
+BENCH_OPS = sr.make_operator_set(["+", "-", "*", "/"], ["sin", "cos", "exp", "log", "sqrt", "square", "neg"])
+# Small blocks and row tiles so that sorting, block padding and row padding are exercised.
+KERNELS = {
+    "select": SelectEvaluator(OPS, block=4, row_block=8),
+    "switch": SwitchEvaluator(OPS, row_block=8),
+}
+_predict = eqx.filter_jit(lambda ev, pop, Xt: ev.predict(pop, Xt))
+_loss = eqx.filter_jit(lambda ev, pop, Xt, y, w: ev.loss(pop, Xt, y, w))
+
+
+def _population(tree_list):
+    """Pad the list to P trees (repeating the first) so every example has one shape."""
+    tree_list = list(tree_list) + [tree_list[0]] * (P - len(tree_list))
+    return tree_list, sr.stack_trees(tree_list, L, K)
+
+
+def _stable_and_bound(tree, X, delta=1e-6, rel=1e-5):
+    """Rows whose flag survives perturbation, and the value bound of `test_evaluate.py`."""
+    ref64, ok64, _ = evaluate_tree_numpy(tree, X, OPS)
+    _, ok32, _ = evaluate_tree_numpy(tree, X, OPS, float32=True)
+    rng = np.random.default_rng(0)
+    stable = ok64 == ok32
+    spread = np.zeros(len(X))
+    for _ in range(3):
+        p, pok, _ = evaluate_tree_numpy(tree, X, OPS, perturb=delta, rng=rng)
+        stable &= pok == ok64
+        spread = np.maximum(spread, np.where(pok & ok64, np.abs(p - ref64), np.inf))
+    return stable, ok32, ref64, 4 * spread + rel * np.abs(ref64) + 1e-30
+
+
+@pytest.mark.parametrize("name", list(KERNELS))
+@given(st.lists(trees(), min_size=1, max_size=P), datasets())
+@settings(max_examples=25)
+def test_kernel_matches_reference_and_numpy(name, tree_list, X):
+    tree_list, pop = _population(tree_list)
+    Xt = jnp.asarray(X.T)
+    pred, ok = (np.asarray(a) for a in _predict(KERNELS[name], pop, Xt))
+    rpred, rok = (np.asarray(a) for a in _predict(ReferenceEvaluator(OPS), pop, Xt))
+    assert np.all(np.isnan(pred[~ok])) and np.all(np.isfinite(pred[ok]))
+    for i, t in enumerate(tree_list):
+        stable, ok32, ref64, bound = _stable_and_bound(t, X)
+        np.testing.assert_array_equal(ok[i][stable], rok[i][stable], err_msg=f"tree {i} vs reference")
+        np.testing.assert_array_equal(ok[i][stable], ok32[stable], err_msg=f"tree {i} vs NumPy f32")
+        both = ok[i] & rok[i] & np.isfinite(bound)
+        err = np.abs(pred[i] - ref64)
+        assert np.all(err[both] <= bound[both]), f"tree {i}: rows {np.flatnonzero(both & (err > bound))}"
+
+
+@pytest.mark.parametrize("name", list(KERNELS))
+@given(st.lists(trees(), min_size=1, max_size=P), datasets(), st.booleans())
+@settings(max_examples=12)
+def test_fused_loss_matches_reduce_loss(name, tree_list, X, weighted):
+    _, pop = _population(tree_list)
+    Xt = jnp.asarray(X.T)
+    y = jnp.linspace(-1, 1, X.shape[0], dtype=jnp.float32)
+    w = jnp.linspace(0.5, 2, X.shape[0], dtype=jnp.float32) if weighted else None
+    pred, ok = _predict(KERNELS[name], pop, Xt)
+    expected = np.asarray(reduce_loss(pred, ok, y, w))
+    got = np.asarray(_loss(KERNELS[name], pop, Xt, y, w))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def bench_population():
+    pop = numpy_rng_population(3, 64, BENCH_OPS, 3, 32, 8, min_size=3, max_size=31)
+    X = np.random.default_rng(1).uniform(-2, 2, (50, 3)).astype(np.float32)
+    return pop, jnp.asarray(X.T), jnp.asarray(X[:, 0] * np.cos(X[:, 1]))
+
+
+@pytest.mark.parametrize("name", ["select", "switch"])
+def test_jvp_wrt_constants_finite_and_matches_reference(name, bench_population):
+    pop, Xt, y = bench_population
+    ev = get_evaluator(name, BENCH_OPS)
+
+    def loss_of(ev):
+        return lambda c: ev.loss(eqx.tree_at(lambda p: p.const, pop, c), Xt, y)
+
+    tangent = jnp.ones_like(pop.const)
+    loss, dloss = jax.jit(lambda c: jax.jvp(loss_of(ev), (c,), (tangent,)))(pop.const)
+    rloss, rdloss = jax.jit(lambda c: jax.jvp(loss_of(ReferenceEvaluator(BENCH_OPS)), (c,), (tangent,)))(pop.const)
+    loss, dloss, rloss, rdloss = map(np.asarray, (loss, dloss, rloss, rdloss))
+    finite = np.isfinite(loss)
+    assert finite.sum() > 5
+    assert np.all(np.isfinite(dloss[finite]))
+    d, r = dloss[finite], rdloss[finite]
+    assert np.all(np.abs(d - r) <= 1e-3 * np.abs(r) + 1e-4), np.flatnonzero(np.abs(d - r) > 1e-3 * np.abs(r) + 1e-4)
+    # Forward-mode Jacobian through `predict`, as the constant optimiser uses it.
+    jac = jax.jit(jax.jacfwd(lambda c: ev.predict(eqx.tree_at(lambda p: p.const, pop, c), Xt)[0]))(pop.const)
+    assert np.all(np.isfinite(np.asarray(jac)[finite]))
+
+
+@pytest.mark.parametrize("name", ["select", "switch"])
+def test_no_recompile_on_second_population(name):
+    ev = get_evaluator(name, BENCH_OPS)
+    traces = []
+
+    @jax.jit
+    def loss(pop, Xt, y):
+        traces.append(1)
+        return ev.loss(pop, Xt, y)
+
+    X = jnp.ones((3, 20))
+    for seed in (0, 1, 2):
+        pop = numpy_rng_population(seed, 16, BENCH_OPS, 3, 32, 8, min_size=3, max_size=31)
+        loss(pop, X, X[0])
+    assert len(traces) == 1
+
+
+def test_vmap_over_datasets_matches_loop(bench_population):
+    pop, Xt, y = bench_population
+    ev = SelectEvaluator(BENCH_OPS)
+    Xs = jnp.stack([Xt, Xt * 0.5])
+    batched = jax.jit(jax.vmap(lambda x: ev.loss(pop, x, y)))(Xs)
+    for j in range(2):
+        np.testing.assert_allclose(batched[j], jax.jit(ev.loss)(pop, Xs[j], y), rtol=1e-6)
+
+
+def test_auto_choice_and_registry(bench_population):
+    pop, Xt, y = bench_population
+    name, timings = choose_evaluator(BENCH_OPS, pop, Xt, y, repeats=1)
+    assert name in ("select", "switch") and set(timings) == {"select", "switch"}
+    auto = get_evaluator("auto", BENCH_OPS)
+    assert isinstance(auto, AutoEvaluator)
+    np.testing.assert_allclose(
+        jax.jit(auto.loss)(pop, Xt, y), jax.jit(get_evaluator(name, BENCH_OPS).loss)(pop, Xt, y),
+        rtol=1e-5,
+    )
+
+
+def test_bad_block_size_names_the_value():
+    with pytest.raises(ValueError, match="block"):
+        SelectEvaluator(BENCH_OPS, block=0)
+    with pytest.raises(ValueError, match="row_block"):
+        SwitchEvaluator(BENCH_OPS, row_block=0)
