@@ -77,7 +77,8 @@ class ConstantOptions:
       squared-error loss; with any other loss `"LM"` falls back to BFGS.
     - `iterations`: iterations per start (`optimizer_iterations`, PySR default 8).
     - `nrestarts`: extra perturbed starts per member (`optimizer_nrestarts`, default 2).
-    - `f_calls_limit`: at most this many loss evaluations per start
+    - `f_calls_limit`: stop a start once it has used this many loss evaluations (checked
+      once per iteration, so one iteration may overshoot it)
       (`optimizer_f_calls_limit`); `None` for no limit beyond `iterations`.
     - `probability`: chance that a member is selected each iteration
       (`optimize_probability`, default 0.14); used by `select_members`.

@@ -199,11 +199,11 @@ def _blowup_trees():
 def test_no_nan_enters_population(data):
     X, y = data
     trees = _blowup_trees()
-    rnd = numpy_rng_population(5, 120, OPS, 2, L, K, min_size=3, max_size=L)
+    rnd = numpy_rng_population(5, 41, OPS, 2, L, K, min_size=3, max_size=L)
     pop = stack_trees(trees + rnd.trees(), L, K)
     pop_loss = population_loss(EV, pop, jnp.asarray(X.T), jnp.asarray(y))
     for algorithm in ("LM", "BFGS"):
-        res = _run(pop, X, y, ConstantOptions(algorithm=algorithm, iterations=10, nrestarts=2))
+        res = _run(pop, X, y, ConstantOptions(algorithm=algorithm, iterations=6, nrestarts=2))
         const = np.asarray(res.pop.const)
         assert np.all(np.isfinite(const))
         loss = np.asarray(res.loss)
@@ -219,18 +219,18 @@ def test_no_nan_enters_population(data):
         again = np.asarray(population_loss(EV, res.pop, jnp.asarray(X.T), jnp.asarray(y)))
         imp = np.asarray(res.improved)
         np.testing.assert_allclose(again[imp], loss[imp], rtol=1e-4, atol=1e-7)
-        assert imp.sum() > 10
+        assert imp.sum() > 5
 
 
 def test_improved_only_and_masked_members_unchanged(data):
     X, y = data
-    rnd = numpy_rng_population(9, 64, OPS, 2, L, K, min_size=3, max_size=L)
+    rnd = numpy_rng_population(9, 48, OPS, 2, L, K, min_size=3, max_size=L)
     const = np.asarray(rnd.const).copy()
     const[:, -1] = 123.0  # garbage in an unused slot of most members
     pop = type(rnd)(jnp.asarray(rnd.op), jnp.asarray(rnd.arg), jnp.asarray(const))
-    mask = np.arange(64) % 2 == 0
+    mask = np.arange(48) % 2 == 0
     before = np.asarray(population_loss(EV, pop, jnp.asarray(X.T), jnp.asarray(y)))
-    res = _run(pop, X, y, ConstantOptions(iterations=10, nrestarts=2),
+    res = _run(pop, X, y, ConstantOptions(iterations=6, nrestarts=1),
                mask=jnp.asarray(mask), loss_before=jnp.asarray(before))
     new = np.asarray(res.pop.const)
     loss, imp, status = np.asarray(res.loss), np.asarray(res.improved), np.asarray(res.status)
@@ -240,7 +240,7 @@ def test_improved_only_and_masked_members_unchanged(data):
     np.testing.assert_array_equal(loss[~imp], before[~imp])
     np.testing.assert_array_equal(new[~imp], const[~imp])
     count = np.asarray(constant_count(pop))
-    for i in range(64):  # only the member's own slots may move
+    for i in range(48):  # only the member's own slots may move
         np.testing.assert_array_equal(new[i, count[i]:], const[i, count[i]:])
     assert np.all((status == ConstantStatus.IMPROVED) == imp)
     assert imp.any()
@@ -264,12 +264,15 @@ def test_eval_counts(data):
     pop = stack_trees([sin_tree(2.0, 1.2)] * 3 + [_tree([("x", 0)])], L, K)
     loss = jnp.zeros(4) + 10.0
     res = _run(pop, X, y, ConstantOptions(iterations=6, nrestarts=1), loss_before=loss)
-    # LM: one evaluation at the start and one per iteration, per start, per member.
-    assert int(res.n_evals) == 3 * 2 * (1 + 6)
+    # LM: one evaluation at the start, then per iteration 3 trials plus the Jacobian
+    # at the point moved to, per start, per member.
+    lanes = 3 * 2
+    assert lanes * (1 + 6 * 3) <= int(res.n_evals) <= lanes * (1 + 6 * 4)
     assert int(res.status[3]) == ConstantStatus.SKIPPED  # no constants
     limited = _run(pop, X, y, ConstantOptions(iterations=6, nrestarts=1, f_calls_limit=3),
                    loss_before=loss)
-    assert int(limited.n_evals) == 3 * 2 * 3
+    # The limit is checked once per iteration: one iteration here.
+    assert lanes * 4 <= int(limited.n_evals) <= lanes * 5
     bfgs = _run(pop, X, y, ConstantOptions(algorithm="BFGS", iterations=6, nrestarts=1,
                                            f_calls_limit=5), loss_before=loss)
     assert 3 * 2 * 2 <= int(bfgs.n_evals) <= 3 * 2 * 6

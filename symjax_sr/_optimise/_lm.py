@@ -5,13 +5,18 @@ data-dependent loop). Each iteration solves the damped normal equations
 
     (JᵀJ + λ·diag(JᵀJ) + ε·I) δ = −Jᵀr
 
-for every lane, evaluates the residuals *and* the Jacobian at the trial point (one
-forward pass with K tangents), and accepts the step only if the loss falls
-(λ ← λ/10), else keeps the point and raises the damping (λ ← 10λ). The accepted iterate
-is therefore always the best one seen. A trial with a non-finite loss, Jacobian or
-step is rejected like any other non-improving step. The factors (λ₀ = 0.1, ÷10 / ×10)
-were picked on c0·x0·sin(c1·x1) from wide starts (8 iterations: 52% recovered
-versus 38% with λ₀ = 1e-3, ÷3 / ×4).
+for every lane at three dampings `λ·(0.1, 1, 10)` at once, evaluates the three trial
+points (primal only: one evaluation of a `[3·B]` population), moves to the best one
+that lowers the loss, and only then evaluates the residuals and the Jacobian there
+(one forward pass with K tangents). The damping becomes a tenth of the one picked, or
+grows 1000× when no trial lowers the loss. The iterate is always the best point seen;
+a trial with a non-finite loss, step or Jacobian is rejected.
+
+Why three parallel trials: a rejected step otherwise costs a whole Jacobian
+evaluation, while a trial costs one primal pass (~1/(1+2K) of it). Measured on
+c0·x0·sin(c1·x1) from U(-3, 3) starts, 8 iterations, one start: 52% recovered with one
+trial, 62% with three; with two restarts 69% → 80%. The λ₀ = 0.1 and ÷10 / ×10 factors
+were picked on the same task (one trial: 52% versus 38% with λ₀ = 1e-3, ÷3 / ×4).
 """
 
 from __future__ import annotations
@@ -26,18 +31,22 @@ __all__ = ["levenberg_marquardt"]
 
 _LAMBDA_DOWN, _LAMBDA_UP = 0.1, 10.0
 _LAMBDA_MIN, _LAMBDA_MAX = 1e-10, 1e10
+#: Damping multipliers tried in parallel each iteration (primal evaluations only).
+_TRIALS = (0.1, 1.0, 10.0)
 
 
-def _damped_step(JtJ, Jtr, lam, free):
+def _damped_steps(JtJ, Jtr, lam, free):
+    """Steps for every damping in `lam [M, B]`: `[M, B, K]`."""
     K = JtJ.shape[-1]
     eye = jnp.eye(K, dtype=JtJ.dtype)
     diag = jnp.diagonal(JtJ, axis1=-2, axis2=-1)
     floor = 1e-6 * jnp.max(diag, axis=-1, keepdims=True) + jnp.finfo(JtJ.dtype).tiny
     # Non-free slots get a unit diagonal and a zero right-hand side: their step is 0.
-    damp = jnp.where(free, lam[:, None] * diag + floor, 1.0)
+    damp = jnp.where(free, lam[..., None] * diag + floor, 1.0)
     M = JtJ + damp[..., None] * eye
     factor = jax.scipy.linalg.cho_factor(M)
-    step = jax.scipy.linalg.cho_solve(factor, -Jtr[..., None])[..., 0]
+    rhs = jnp.broadcast_to(-Jtr[..., None], M.shape[:-1] + (1,))
+    step = jax.scipy.linalg.cho_solve(factor, rhs)[..., 0]
     return jnp.where(free, step, 0.0)
 
 
@@ -49,6 +58,7 @@ def levenberg_marquardt(
     iterations: int,
     f_calls_limit: int | None,
     damping: float,
+    trials: tuple[float, ...] = _TRIALS,
 ) -> tuple[Float[Array, "lanes nconst"], Float[Array, " lanes"], Int[Array, " lanes"], Float[Array, " lanes"]]:
     """Run LM on every live lane from `c0`.
 
@@ -57,6 +67,8 @@ def levenberg_marquardt(
     and the loss at `c0` (+inf where it is not finite).
     """
     limit = jnp.iinfo(jnp.int32).max if f_calls_limit is None else f_calls_limit
+    factors = jnp.asarray(trials, c0.dtype)[:, None]
+    M = len(trials)
     loss, JtJ, Jtr = obj.gauss_newton(c0)
     loss0 = loss
     calls = live.astype(jnp.int32)
@@ -65,16 +77,28 @@ def levenberg_marquardt(
 
     def body(_, state):
         c, loss, JtJ, Jtr, lam, calls, live = state
-        trial = c + _damped_step(JtJ, Jtr, lam, obj.free)
-        t_loss, t_JtJ, t_Jtr = obj.gauss_newton(trial)
-        accept = live & (t_loss < loss) & jnp.all(jnp.isfinite(trial), axis=-1)
-        c = jnp.where(accept[:, None], trial, c)
-        loss = jnp.where(accept, t_loss, loss)
-        JtJ = jnp.where(accept[:, None, None], t_JtJ, JtJ)
-        Jtr = jnp.where(accept[:, None], t_Jtr, Jtr)
-        lam = jnp.where(accept, lam * _LAMBDA_DOWN, lam * _LAMBDA_UP)
+        lams = lam[None] * factors  # [M, B]
+        trial = c[None] + _damped_steps(JtJ[None], Jtr[None], lams, obj.free[None])
+        t_loss = obj.loss_many(trial)
+        good = (t_loss < loss[None]) & jnp.all(jnp.isfinite(trial), axis=-1)
+        t_loss = jnp.where(good, t_loss, jnp.inf)
+        pick = jnp.argmin(t_loss, axis=0)
+        moved = live & jnp.any(good, axis=0)
+        new_c = jnp.take_along_axis(trial, pick[None, :, None], axis=0)[0]
+        new_c = jnp.where(moved[:, None], new_c, c)
+        # Derivatives at the new points, skipped when no lane moved.
+        n_loss, n_JtJ, n_Jtr = jax.lax.cond(
+            jnp.any(moved), lambda cc: obj.gauss_newton(cc), lambda cc: (loss, JtJ, Jtr), new_c
+        )
+        ok = moved & jnp.isfinite(n_loss)  # a non-finite Jacobian rejects the step
+        picked_lam = jnp.take_along_axis(lams, pick[None], axis=0)[0]
+        lam = jnp.where(ok, picked_lam * _LAMBDA_DOWN, lam * _LAMBDA_UP ** M)
         lam = jnp.clip(lam, _LAMBDA_MIN, _LAMBDA_MAX)
-        calls = calls + live
+        c = jnp.where(ok[:, None], new_c, c)
+        loss = jnp.where(ok, n_loss, loss)
+        JtJ = jnp.where(ok[:, None, None], n_JtJ, JtJ)
+        Jtr = jnp.where(ok[:, None], n_Jtr, Jtr)
+        calls = calls + live * M + moved
         live = live & (calls < limit)
         return c, loss, JtJ, Jtr, lam, calls, live
 

@@ -65,6 +65,15 @@ class Objective(eqx.Module):
         pred, ok = self.predict(c)
         return lane_loss(pred, ok, self.y, self.weights, self.elementwise_loss, self.loss_function)
 
+    def loss_many(self, c: Float[Array, "trials lanes nconst"]) -> Float[Array, "trials lanes"]:
+        """Every lane at `M` trial points: one evaluation of an `[M·B]` population."""
+        M, B, K = c.shape
+        op = jnp.tile(self.op, (M, 1))
+        arg = jnp.tile(self.arg, (M, 1))
+        pred, ok = self.evaluator.predict(Population(op, arg, c.reshape(M * B, K)), self.Xt)
+        loss = lane_loss(pred, ok, self.y, self.weights, self.elementwise_loss, self.loss_function)
+        return loss.reshape(M, B)
+
     def _tangents(self, fn, c):
         """`fn(c) -> (value, aux)`, and the derivatives of `value` along every slot `[K, ...]`."""
         K = c.shape[-1]
