@@ -1,0 +1,402 @@
+"""PySR's mutations and crossover on one fixed-shape tree, jittable and vmappable.
+
+Inside this module a tree is `Nodes`: left-aligned postfix arrays of length L with
+each constant's value stored on its node (`val`), so edits move values along with
+nodes. Every structural edit is one primitive, `assemble`: the new tree is a
+concatenation of contiguous ranges of the old node sequence (subtrees are contiguous
+in postfix) and of a few freshly drawn nodes. A mutation therefore only computes a
+list of ranges; `assemble` does the gathers. Each mutation returns the new tree and
+a success flag (False when it does not apply, e.g. no constant to perturb, or the
+result does not fit).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int
+
+from ._operators import CONST, FIRST_OP, PAD, VAR, OperatorSet
+from ._tree import Population, structure
+
+__all__ = ["Nodes", "MUTATIONS", "to_nodes", "from_nodes", "assemble"]
+
+#: PySR's mutation names, in the order of the weight vector.
+MUTATIONS = (
+    "mutate_constant",
+    "mutate_operator",
+    "mutate_feature",
+    "swap_operands",
+    "rotate_tree",
+    "add_node",
+    "insert_node",
+    "delete_node",
+    "simplify",
+    "randomize",
+    "do_nothing",
+    "optimize",
+)
+
+
+class Nodes(NamedTuple):
+    """One tree, left-aligned: real nodes at `0 .. n-1`, padding after."""
+
+    op: Int[Array, " L"]
+    arg: Int[Array, " L"]
+    val: Float[Array, " L"]
+    n: Int[Array, ""]
+
+
+def to_nodes(op, arg, const) -> Nodes:
+    """Right-aligned population row -> left-aligned `Nodes` with per-node constants."""
+    L = op.shape[0]
+    n = (op != PAD).sum()
+    val = jnp.where(op == CONST, const[jnp.clip(arg, 0, const.shape[0] - 1)], 0.0)
+    arg = jnp.where(op == VAR, arg, 0)
+    shift = -(L - n)
+    return Nodes(jnp.roll(op, shift), jnp.roll(arg, shift), jnp.roll(val, shift), n)
+
+
+def from_nodes(nodes: Nodes, nconst: int):
+    """`Nodes` -> right-aligned `(op, arg, const)` with canonical constant slots.
+
+    Returns also whether the constants fit in `nconst` slots.
+    """
+    L = nodes.op.shape[0]
+    shift = L - nodes.n
+    op, arg, val = (jnp.roll(a, shift) for a in (nodes.op, nodes.arg, nodes.val))
+    is_const = op == CONST
+    slot = jnp.cumsum(is_const) - 1
+    const = jnp.zeros((nconst,), val.dtype).at[jnp.where(is_const, slot, nconst)].set(val, mode="drop")
+    arg = jnp.where(is_const, slot, arg)
+    fits = is_const.sum() <= nconst
+    return op, arg.astype(jnp.int32), const, fits
+
+
+def assemble(src: Nodes, starts, lengths, L: int) -> tuple[Nodes, Bool[Array, ""]]:
+    """Concatenate ranges `src[starts[s] : starts[s] + lengths[s]]` into a new tree.
+
+    `src` may be longer than `L` (old nodes followed by new ones). Returns the new
+    left-aligned tree and whether it fits in `L` nodes.
+    """
+    starts = jnp.asarray(starts)
+    lengths = jnp.asarray(lengths)
+    cum = jnp.cumsum(lengths)
+    total = cum[-1]
+    k = jnp.arange(L)
+    seg = jnp.clip(jnp.sum(k[:, None] >= cum[None, :], axis=1), 0, lengths.shape[0] - 1)
+    idx = starts[seg] + k - (cum[seg] - lengths[seg])
+    idx = jnp.clip(idx, 0, src.op.shape[0] - 1)
+    valid = k < total
+    out = Nodes(
+        jnp.where(valid, src.op[idx], PAD),
+        jnp.where(valid, src.arg[idx], 0),
+        jnp.where(valid, src.val[idx], 0.0),
+        jnp.minimum(total, L),
+    )
+    return out, total <= L
+
+
+def _concat(a: Nodes, b: Nodes) -> Nodes:
+    return Nodes(
+        jnp.concatenate([a.op, b.op]),
+        jnp.concatenate([a.arg, b.arg]),
+        jnp.concatenate([a.val, b.val]),
+        a.n,
+    )
+
+
+def _pick(key, mask):
+    """A uniformly random index where `mask` holds, and whether there was one."""
+    logits = jnp.where(mask, 0.0, -jnp.inf)
+    return jax.random.categorical(key, logits), mask.any()
+
+
+class Context(NamedTuple):
+    """Static facts mutations need (hashable: part of the jitted search's static config)."""
+
+    operators: OperatorSet
+    n_features: int
+    nconst: int
+    perturbation_factor: float
+    probability_negate_constant: float
+
+
+def _random_leaf(key, ctx: Context, dtype):
+    k1, k2, k3 = jax.random.split(key, 3)
+    is_const = jax.random.bernoulli(k1)
+    op = jnp.where(is_const, CONST, VAR)
+    arg = jnp.where(is_const, 0, jax.random.randint(k2, (), 0, ctx.n_features))
+    val = jnp.where(is_const, jax.random.normal(k3, (), dtype), 0.0)
+    return op, arg, val
+
+
+def _random_op(key, ctx: Context):
+    """A random operator (binary with probability n_binary / n_operators) and its arity."""
+    ops = ctx.operators
+    codes = jnp.array([FIRST_OP + i for i in range(len(ops))])
+    op = codes[jax.random.randint(key, (), 0, len(ops))]
+    return op, jnp.asarray(ops.arity_table)[op]
+
+
+def _new_nodes(key, ctx: Context, dtype, leaves: int = 2) -> tuple[Nodes, Array, Array]:
+    """A buffer of fresh nodes: `leaves` random leaves then one random operator."""
+    keys = jax.random.split(key, leaves + 1)
+    lop, larg, lval = jax.vmap(lambda k: _random_leaf(k, ctx, dtype))(keys[:leaves])
+    op, arity = _random_op(keys[-1], ctx)
+    buf = Nodes(
+        jnp.concatenate([lop, op[None]]),
+        jnp.concatenate([larg, jnp.zeros((1,), jnp.int32)]),
+        jnp.concatenate([lval, jnp.zeros((1,), dtype)]),
+        jnp.int32(leaves + 1),
+    )
+    return buf, op, arity
+
+
+# ------------------------------------------------------------------------------ mutations
+
+
+def mutate_constant(key, t: Nodes, ctx: Context, temperature):
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    i, any_const = _pick(k1, t.op == CONST)
+    max_change = ctx.perturbation_factor * temperature + 1.1
+    factor = max_change ** jax.random.uniform(k2, dtype=t.val.dtype)
+    factor = jnp.where(jax.random.bernoulli(k3), factor, 1.0 / factor)
+    # PySR's docstring: negate with probability `probability_negate_constant`.
+    sign = jnp.where(jax.random.bernoulli(k4, ctx.probability_negate_constant), -1.0, 1.0)
+    val = t.val.at[i].multiply(factor * sign)
+    return t._replace(val=val), any_const
+
+
+def mutate_operator(key, t: Nodes, ctx: Context, temperature):
+    k1, k2 = jax.random.split(key)
+    arity_table = jnp.asarray(ctx.operators.arity_table)
+    i, found = _pick(k1, t.op >= FIRST_OP)
+    arity = arity_table[t.op[i]]
+    codes = jnp.arange(FIRST_OP, ctx.operators.num_opcodes)
+    same = (arity_table[codes] == arity) & (codes != t.op[i])
+    j, other = _pick(k2, same)
+    return t._replace(op=t.op.at[i].set(codes[j].astype(t.op.dtype))), found & other
+
+
+def mutate_feature(key, t: Nodes, ctx: Context, temperature):
+    k1, k2 = jax.random.split(key)
+    i, found = _pick(k1, t.op == VAR)
+    if ctx.n_features == 1:
+        return t, jnp.bool_(False)
+    # a different feature, uniformly
+    new = jax.random.randint(k2, (), 0, ctx.n_features - 1)
+    new = jnp.where(new >= t.arg[i], new + 1, new)
+    return t._replace(arg=t.arg.at[i].set(new)), found
+
+
+def _children(start, i):
+    """Ranges of the (left, right) children of a binary node at `i`."""
+    right_start = start[jnp.maximum(i - 1, 0)]
+    return (start[i], right_start - start[i]), (right_start, i - right_start)
+
+
+def swap_operands(key, t: Nodes, ctx: Context, temperature):
+    arity = jnp.asarray(ctx.operators.arity_table)[t.op]
+    _, start, _ = structure(t.op, ctx.operators.arity_table)
+    i, found = _pick(key, arity == 2)
+    (ls, ll), (rs, rl) = _children(start, i)
+    out, _ = assemble(t, [0, rs, ls, i], [ls, rl, ll, t.n - i], t.op.shape[0])
+    return out, found
+
+
+def rotate_tree(key, t: Nodes, ctx: Context, temperature):
+    """R(.., P(.., g, ..), ..) -> P(.., R(.., g, ..), ..), as PySR's `randomly_rotate_tree!`."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    arity = jnp.asarray(ctx.operators.arity_table)[t.op]
+    _, start, _ = structure(t.op, ctx.operators.arity_table)
+    L = t.op.shape[0]
+    pos = jnp.arange(L)
+    real = pos < t.n
+    is_op = (arity > 0) & real
+    right_child = jnp.maximum(pos - 1, 0)
+    left_child = jnp.maximum(start[right_child] - 1, 0)
+    right_is_op = is_op & is_op[right_child]
+    left_is_op = (arity == 2) & is_op & is_op[left_child]
+    r, found = _pick(k1, right_is_op | left_is_op)
+    # pivot: the right/only child (index arity-1) or the left child (index 0) of R
+    use_left = jnp.where(
+        right_is_op[r] & left_is_op[r], jax.random.bernoulli(k2), left_is_op[r] & ~right_is_op[r]
+    )
+    p = jnp.where(use_left, left_child[r], right_child[r])
+    g_idx = jax.random.randint(k3, (), 0, jnp.maximum(arity[p], 1))
+
+    def child_ranges(i):
+        # (first, second) child ranges of node i; for unary the child is "first".
+        (ls, ll), (rs, rl) = _children(start, i)
+        unary = arity[i] == 1
+        first = (jnp.where(unary, start[i], ls), jnp.where(unary, i - start[i], ll))
+        second = (jnp.where(unary, 0, rs), jnp.where(unary, 0, rl))
+        return first, second
+
+    (r1s, r1l), (r2s, r2l) = child_ranges(r)
+    (p1s, p1l), (p2s, p2l) = child_ranges(p)
+    pivot_first = (arity[r] == 1) | use_left  # P is R's first child
+    g_first = g_idx == 0
+    gs, gl = jnp.where(g_first, p1s, p2s), jnp.where(g_first, p1l, p2l)
+    # R' = [R-first or g] [R-second or g] R ; P' = [P-first or R'] [P-second or R'] P
+    rb = (jnp.where(pivot_first, gs, r1s), jnp.where(pivot_first, gl, r1l))
+    ra = (jnp.where(pivot_first, r2s, gs), jnp.where(pivot_first, r2l, gl))
+    pb_s, pb_l = jnp.where(g_first, 0, p1s), jnp.where(g_first, 0, p1l)
+    pa_s, pa_l = jnp.where(g_first, p2s, 0), jnp.where(g_first, p2l, 0)
+    s0 = start[r]
+    starts = [0, pb_s, rb[0], ra[0], r, pa_s, p, r + 1]
+    lengths = [s0, pb_l, rb[1], ra[1], 1, pa_l, 1, t.n - r - 1]
+    out, _ = assemble(t, starts, lengths, L)
+    return out, found
+
+
+def add_node(key, t: Nodes, ctx: Context, temperature):
+    """Append (replace a random leaf by a new operator over fresh leaves) or prepend
+    (a new root over the tree and a fresh leaf), with equal probability."""
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    L = t.op.shape[0]
+    buf, op, arity = _new_nodes(k2, ctx, t.val.dtype)
+    src = _concat(t, buf)
+    # append: leaf j -> op(new leaves)
+    arity_all = jnp.asarray(ctx.operators.arity_table)[t.op]
+    j, _ = _pick(k3, (arity_all == 0) & (jnp.arange(L) < t.n))
+    nleaves = arity
+    append, fits_a = assemble(src, [0, L + 2 - nleaves, L + 2, j + 1], [j, nleaves, 1, t.n - j - 1], L)
+    # prepend: op(tree, leaf) / op(leaf, tree) / op(tree)
+    tree_left = jax.random.bernoulli(k4)
+    prepend_bin_l, fb1 = assemble(src, [0, L, L + 2], [t.n, 1, 1], L)
+    prepend_bin_r, fb2 = assemble(src, [L, 0, L + 2], [1, t.n, 1], L)
+    prepend_un, fu = assemble(src, [0, L + 2], [t.n, 1], L)
+    prepend = jax.tree.map(
+        lambda a, b, c: jnp.where(arity == 1, c, jnp.where(tree_left, a, b)),
+        prepend_bin_l, prepend_bin_r, prepend_un,
+    )
+    fits_p = jnp.where(arity == 1, fu, jnp.where(tree_left, fb1, fb2))
+    do_append = jax.random.bernoulli(k1)
+    out = jax.tree.map(lambda a, b: jnp.where(do_append, a, b), append, prepend)
+    return out, jnp.where(do_append, fits_a, fits_p)
+
+
+def insert_node(key, t: Nodes, ctx: Context, temperature):
+    """A random node becomes a child of a new operator (PySR's `insert_random_op`)."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    L = t.op.shape[0]
+    _, start, _ = structure(t.op, ctx.operators.arity_table)
+    buf, op, arity = _new_nodes(k2, ctx, t.val.dtype, leaves=1)
+    src = _concat(t, buf)
+    i, _ = _pick(k1, jnp.arange(L) < t.n)
+    s = start[i]
+    sub_first = jax.random.bernoulli(k3) | (arity == 1)
+    leaf_len = jnp.where(arity == 2, 1, 0)
+    starts = [0, jnp.where(sub_first, s, L), jnp.where(sub_first, L, s), L + 1, i + 1]
+    lengths = [
+        s,
+        jnp.where(sub_first, i - s + 1, leaf_len),
+        jnp.where(sub_first, leaf_len, i - s + 1),
+        1,
+        t.n - i - 1,
+    ]
+    return assemble(src, starts, lengths, L)
+
+
+def delete_node(key, t: Nodes, ctx: Context, temperature):
+    """A random node is replaced by one of its children, a leaf by a fresh leaf."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    L = t.op.shape[0]
+    arity = jnp.asarray(ctx.operators.arity_table)[t.op]
+    _, start, _ = structure(t.op, ctx.operators.arity_table)
+    i, _ = _pick(k1, jnp.arange(L) < t.n)
+    lop, larg, lval = _random_leaf(k2, ctx, t.val.dtype)
+    leaf = Nodes(lop[None], larg[None], lval[None], jnp.int32(1))
+    src = _concat(t, leaf)
+    (ls, ll), (rs, rl) = _children(start, i)
+    keep_left = jax.random.bernoulli(k3)
+    cs = jnp.select([arity[i] == 0, arity[i] == 1, keep_left], [L, start[i], ls], rs)
+    cl = jnp.select([arity[i] == 0, arity[i] == 1, keep_left], [1, i - start[i], ll], rl)
+    return assemble(src, [0, cs, i + 1], [start[i], cl, t.n - i - 1], L)
+
+
+def randomize(key, t: Nodes, ctx: Context, temperature, curmaxsize):
+    from ._random import random_tree
+
+    k1, k2 = jax.random.split(key)
+    size = jax.random.randint(k1, (), 1, jnp.maximum(curmaxsize, 1) + 1)
+    op, arg, const = random_tree(
+        k2, size, ctx.operators, ctx.n_features, t.op.shape[0], ctx.nconst, t.val.dtype
+    )
+    return to_nodes(op, arg, const), jnp.bool_(True)
+
+
+def crossover(key, a: Nodes, b: Nodes, ctx: Context):
+    """Swap a random subtree of `a` with a random subtree of `b`: two children."""
+    k1, k2 = jax.random.split(key)
+    L = a.op.shape[0]
+    _, sa, _ = structure(a.op, ctx.operators.arity_table)
+    _, sb, _ = structure(b.op, ctx.operators.arity_table)
+    i, _ = _pick(k1, jnp.arange(L) < a.n)
+    j, _ = _pick(k2, jnp.arange(L) < b.n)
+    src_ab = _concat(a, b)
+    src_ba = _concat(b, a)
+    c1, f1 = assemble(src_ab, [0, L + sb[j], i + 1], [sa[i], j - sb[j] + 1, a.n - i - 1], L)
+    c2, f2 = assemble(src_ba, [0, L + sa[i], j + 1], [sb[j], i - sa[i] + 1, b.n - j - 1], L)
+    return c1, c2, f1 & f2
+
+
+# ------------------------------------------------------------------------------ dispatch
+
+
+def mutate(key, kind, t: Nodes, ctx: Context, temperature, curmaxsize, simplify_fn):
+    """Apply mutation number `kind` (index into `MUTATIONS`)."""
+    branches = [
+        lambda k, t: mutate_constant(k, t, ctx, temperature),
+        lambda k, t: mutate_operator(k, t, ctx, temperature),
+        lambda k, t: mutate_feature(k, t, ctx, temperature),
+        lambda k, t: swap_operands(k, t, ctx, temperature),
+        lambda k, t: rotate_tree(k, t, ctx, temperature),
+        lambda k, t: add_node(k, t, ctx, temperature),
+        lambda k, t: insert_node(k, t, ctx, temperature),
+        lambda k, t: delete_node(k, t, ctx, temperature),
+        lambda k, t: (simplify_fn(t), jnp.bool_(True)),
+        lambda k, t: randomize(k, t, ctx, temperature, curmaxsize),
+        lambda k, t: (t, jnp.bool_(True)),
+        lambda k, t: (t, jnp.bool_(True)),  # optimize: constants are fitted after the cycle
+    ]
+    return jax.lax.switch(kind, branches, key, t)
+
+
+def applicable(t: Nodes, ctx: Context, curmaxsize, size_limit_hit) -> Bool[Array, " mutations"]:
+    """Which mutations can apply to `t` (PySR's `condition_mutation_weights!`)."""
+    arity = jnp.asarray(ctx.operators.arity_table)[t.op]
+    real = jnp.arange(t.op.shape[0]) < t.n
+    has_op = ((arity > 0) & real).any()
+    has_const = ((t.op == CONST) & real).any()
+    has_binary = ((arity == 2) & real).any()
+    has_var = ((t.op == VAR) & real).any()
+    grow = ~size_limit_hit
+    return jnp.array([
+        has_const,
+        has_op,
+        has_var & (ctx.n_features > 1),
+        has_binary,
+        has_op,
+        grow,
+        grow,
+        jnp.bool_(True),
+        has_op,
+        jnp.bool_(True),
+        jnp.bool_(True),
+        has_const,
+    ])
+
+
+def constant_weight_scale(t: Nodes) -> Float[Array, ""]:
+    """PySR scales `mutate_constant`'s weight by min(8, n_constants) / 8."""
+    return jnp.minimum(8, (t.op == CONST).sum()) / 8.0
+
+
+def population_to_nodes(pop: Population) -> Nodes:
+    return jax.vmap(to_nodes)(pop.op, pop.arg, pop.const)
+

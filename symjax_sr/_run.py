@@ -1,0 +1,191 @@
+"""The host loop around the jitted iteration: data, stopping rules, progress, checkpoints.
+
+Everything inside an iteration stays on the device; between iterations the host
+checks `niterations`, `timeout_in_seconds`, `max_evals`, `early_stop_condition`
+and Ctrl-C (which stops after the current iteration, keeping what was found), and
+calls the user's callback (progress printing, checkpointing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._evaluate import check_data, get_evaluator
+from ._hall_of_fame import pareto_mask
+from ._options import SearchOptions
+from ._search import SearchData, SearchState, baseline_loss, init_state, iteration
+from ._tree import Tree
+
+__all__ = ["SearchResult", "HofEntry", "run_search", "hall_of_fame_entries"]
+
+
+@dataclasses.dataclass(frozen=True)
+class HofEntry:
+    complexity: int
+    loss: float
+    tree: Tree
+    pareto: bool
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """What a search returns: the hall of fame, the final state (for warm starts), counts."""
+
+    hall_of_fame: list[HofEntry]
+    state: SearchState
+    iterations: int
+    num_evals: float
+    wall_s: float
+    compile_s: float
+    stopped_because: str
+
+    @property
+    def pareto_front(self) -> list[HofEntry]:
+        return [e for e in self.hall_of_fame if e.pareto]
+
+
+def hall_of_fame_entries(state: SearchState) -> list[HofEntry]:
+    """The hall of fame on the host, simplest first."""
+    hof = jax.device_get(state.hof)
+    front = np.asarray(pareto_mask(state.hof))
+    pop = state.hof.population
+    out = []
+    for c in np.flatnonzero(np.asarray(hof.exists)):
+        out.append(HofEntry(int(c), float(hof.loss[c]), pop.tree(int(c)), bool(front[c])))
+    return out
+
+
+def _cur_maxsize(opts: SearchOptions, it: int, niterations: int) -> int:
+    """PySR's warm-up: maxsize grows linearly from 3 over `warmup_maxsize_by` of the run."""
+    if opts.warmup_maxsize_by <= 0:
+        return opts.maxsize
+    frac = it / max(niterations, 1)
+    if frac > opts.warmup_maxsize_by:
+        return opts.maxsize
+    return min(opts.maxsize, 3 + math.floor((opts.maxsize - 3) * frac / opts.warmup_maxsize_by))
+
+
+@contextlib.contextmanager
+def _sigint_flag():
+    """Turn Ctrl-C into a flag checked between iterations (main thread only)."""
+    flag = {"hit": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag["hit"]:  # a second Ctrl-C interrupts at once
+            raise KeyboardInterrupt
+        flag["hit"] = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+_ITERATION = jax.jit(iteration, static_argnames=("evaluator", "opts"))
+_INIT = jax.jit(init_state, static_argnames=("evaluator", "opts"))
+_BASELINE = jax.jit(baseline_loss, static_argnames=("evaluator", "opts"))
+
+
+def _early_stop(condition, entries: list[HofEntry]) -> bool:
+    if condition is None:
+        return False
+    if callable(condition):
+        return any(bool(condition(e.loss, e.complexity)) for e in entries)
+    return any(e.loss <= float(condition) for e in entries)
+
+
+def run_search(
+    X,
+    y,
+    opts: SearchOptions,
+    *,
+    weights=None,
+    niterations: int = 100,
+    random_state: int | None = None,
+    timeout_in_seconds: float | None = None,
+    max_evals: float | None = None,
+    early_stop_condition: float | Callable[[float, int], bool] | None = None,
+    evaluator: Any = "reference",
+    callback: Callable[[SearchState, dict], None] | None = None,
+    state: SearchState | None = None,
+    dtype=jnp.float32,
+) -> SearchResult:
+    """Run the search on `X [N, F]`, `y [N]` (validated here, at the boundary).
+
+    `callback(state, info)` runs after every iteration with `info` holding
+    `iteration, num_evals, wall_s, evals_per_s, best_loss`. Passing `state`
+    continues a previous search (warm start).
+    """
+    X = check_data(X)
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+        raise ValueError(f"`y` must be 1-D with {X.shape[0]} rows to match X, got shape {y.shape}.")
+    if not np.all(np.isfinite(y)):
+        raise ValueError("`y` contains NaN or inf; drop those rows before fitting.")
+    if X.shape[1] != opts.n_features:
+        raise ValueError(f"X has {X.shape[1]} features but the options were built for {opts.n_features}.")
+    ev = get_evaluator(evaluator, opts.operators)
+    Xt = jnp.asarray(X.T, dtype)
+    w = None if weights is None else jnp.asarray(weights, dtype)
+    y_ = jnp.asarray(y, dtype)
+    data = SearchData(Xt, y_, w, jnp.asarray(0.0, dtype))
+    data = data._replace(baseline=_BASELINE(ev, data, opts))
+    t0 = time.perf_counter()
+    if state is None:
+        key = jax.random.key(0 if random_state is None else int(random_state), impl="rbg")
+        state = _INIT(key, ev, data, opts, jnp.int32(_cur_maxsize(opts, 0, niterations)))
+    compiled = _ITERATION.lower(state, ev, data, opts, jnp.int32(opts.maxsize)).compile()
+    compile_s = time.perf_counter() - t0
+    start = time.perf_counter()
+    num_evals = 0.0
+    stopped = "niterations"
+    it = 0
+    with _sigint_flag() as interrupted:
+        for it in range(1, niterations + 1):
+            cur = jnp.int32(_cur_maxsize(opts, it - 1, niterations))
+            state, evals = compiled(state, data, cur)
+            num_evals += float(evals)
+            wall = time.perf_counter() - start
+            entries = None
+            if callback is not None or early_stop_condition is not None:
+                entries = hall_of_fame_entries(state)
+            if callback is not None:
+                best = min((e.loss for e in entries), default=math.inf)
+                callback(state, {"iteration": it, "num_evals": num_evals, "wall_s": wall,
+                                 "evals_per_s": num_evals / max(wall, 1e-9), "best_loss": best})
+            if interrupted["hit"]:
+                stopped = "interrupted"
+                break
+            if timeout_in_seconds is not None and time.perf_counter() - t0 >= timeout_in_seconds:
+                stopped = "timeout"
+                break
+            if max_evals is not None and num_evals >= max_evals:
+                stopped = "max_evals"
+                break
+            if _early_stop(early_stop_condition, entries or []):
+                stopped = "early_stop_condition"
+                break
+    return SearchResult(
+        hall_of_fame=hall_of_fame_entries(state),
+        state=state,
+        iterations=it,
+        num_evals=num_evals,
+        wall_s=time.perf_counter() - start,
+        compile_s=compile_s,
+        stopped_because=stopped,
+    )

@@ -1,0 +1,434 @@
+"""PySR's regularised evolution as one jitted, batched step over every island.
+
+One call of `iteration` runs `ncycles_per_iteration` cycles (`lax.scan`) on all
+islands at once (islands are the leading axis), then simplifies, optimises constants,
+updates the hall of fame and migrates, as SymbolicRegression.jl does per iteration.
+
+Within a cycle, each island runs ceil(population_size / tournament_selection_n)
+events, as PySR does, but **in parallel** rather than one after another: all events
+select parents from the population as it was at the start of the cycle, and the
+accepted children then replace the oldest members. Every child of every island is
+evaluated in one batch.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from ._constants import optimize_constants, population_loss, select_members
+from ._constraints import satisfies, tree_complexity
+from ._evaluate import Evaluator, l2_loss
+from ._hall_of_fame import HallOfFame, hof_init, hof_update, pareto_mask
+from ._mutate import (
+    MUTATIONS,
+    Context,
+    Nodes,
+    applicable,
+    constant_weight_scale,
+    crossover,
+    from_nodes,
+    mutate,
+    to_nodes,
+)
+from ._options import SearchOptions
+from ._random import random_population
+from ._simplify import simplify
+from ._tree import Population
+
+__all__ = ["SearchState", "SearchData", "init_state", "iteration"]
+
+_WINDOW = 100_000.0  # PySR's adaptive-parsimony window (counts)
+_OPTIMIZE = MUTATIONS.index("optimize")
+_SIMPLIFY = MUTATIONS.index("simplify")
+
+
+class SearchData(NamedTuple):
+    Xt: Float[Array, "features rows"]
+    y: Float[Array, " rows"]
+    weights: Float[Array, " rows"] | None
+    baseline: Float[Array, ""]
+
+
+class SearchState(eqx.Module):
+    """The whole search, islands first: populations, statistics, hall of fame, key."""
+
+    pop: Population  # [I, P, L] / [I, P, K]
+    loss: Float[Array, "I P"]
+    cost: Float[Array, "I P"]
+    complexity: Float[Array, "I P"]
+    birth: Int[Array, "I P"]
+    freq: Float[Array, " C"]
+    hof: HallOfFame
+    key: PRNGKeyArray
+    clock: Int[Array, ""]
+    iteration: Int[Array, ""]
+
+
+def _ctx(opts: SearchOptions) -> Context:
+    return Context(
+        opts.operators, opts.n_features, opts.const_slots, opts.perturbation_factor,
+        opts.probability_negate_constant,
+    )
+
+
+def _cost(loss, complexity, baseline, opts: SearchOptions):
+    norm = jnp.maximum(baseline, 0.01)
+    cost = loss / norm + opts.parsimony * complexity
+    return jnp.where(jnp.isfinite(cost), cost, jnp.inf)
+
+
+def _flat(x):
+    return x.reshape((-1,) + x.shape[2:])
+
+
+def _evaluate_flat(evaluator: Evaluator, pop: Population, data: SearchData, opts):
+    """Loss of a population with any leading shape, evaluated as one flat batch."""
+    lead = pop.op.shape[:-1]
+    flat = Population(pop.op.reshape(-1, pop.op.shape[-1]), pop.arg.reshape(-1, pop.arg.shape[-1]),
+                      pop.const.reshape(-1, pop.const.shape[-1]))
+    loss = population_loss(evaluator, flat, data.Xt, data.y, data.weights,
+                           opts.elementwise_loss or l2_loss, opts.loss_function)
+    return loss.reshape(lead)
+
+
+def _complexity_of(pop: Population, opts: SearchOptions):
+    nodes = jax.vmap(to_nodes)(pop.op, pop.arg, pop.const)
+    return jax.vmap(lambda t: tree_complexity(t, opts))(nodes)
+
+
+def baseline_loss(evaluator: Evaluator, data: SearchData, opts: SearchOptions):
+    """Loss of the constant 0, PySR's normalisation of the cost (1 if not finite)."""
+    K = opts.const_slots
+    op = jnp.zeros((1, opts.length), jnp.int32).at[0, -1].set(2)
+    zero = Population(op, jnp.zeros_like(op), jnp.zeros((1, K), data.Xt.dtype))
+    loss = _evaluate_flat(evaluator, zero, data, opts)[0]
+    return jnp.where(jnp.isfinite(loss), loss, 1.0)
+
+
+def init_state(key, evaluator: Evaluator, data: SearchData, opts: SearchOptions, curmaxsize) -> SearchState:
+    """Random islands of small trees (PySR starts from ~3 random operators), evaluated."""
+    I, P, L, K = opts.populations, opts.population_size, opts.length, opts.const_slots
+    k_pop, key = jax.random.split(key)
+    keys = jax.random.split(k_pop, I)
+    init_size = min(opts.maxsize, 7)
+    pops = jax.vmap(
+        lambda k: random_population(
+            k, P, opts.operators, opts.n_features, L, K, min_size=1, max_size=init_size,
+            maxdepth=opts.maxdepth, dtype=data.Xt.dtype,
+        )
+    )(keys)
+    loss = _evaluate_flat(evaluator, pops, data, opts)
+    cplx = jax.vmap(lambda p: _complexity_of(p, opts))(pops)
+    loss = jnp.where(cplx <= curmaxsize, loss, jnp.inf)
+    hof = hof_init(opts.maxsize, L, K, data.Xt.dtype)
+    hof = hof_update(hof, jax.tree.map(_flat, pops), loss.reshape(-1), cplx.reshape(-1),
+                     jnp.ones((I * P,), bool))
+    return SearchState(
+        pop=pops, loss=loss, cost=_cost(loss, cplx, data.baseline, opts), complexity=cplx,
+        birth=jnp.tile(jnp.arange(P, dtype=jnp.int32), (I, 1)),
+        freq=jnp.ones((opts.maxsize + 1,), jnp.float32),
+        hof=hof, key=key, clock=jnp.int32(P), iteration=jnp.int32(0),
+    )
+
+
+# ----------------------------------------------------------------------------- one cycle
+
+
+def _tournament(key, cost, cplx, freq_norm, opts: SearchOptions):
+    """PySR's tournament: n distinct members, rank k chosen with weight p(1-p)^k."""
+    k1, k2 = jax.random.split(key)
+    P = cost.shape[0]
+    n = opts.tournament_selection_n
+    members = jax.random.permutation(k1, P)[:n]
+    adjusted = cost[members]
+    if opts.use_frequency_in_tournament:
+        c = jnp.clip(cplx[members].astype(jnp.int32), 0, freq_norm.shape[0] - 1)
+        adjusted = adjusted * jnp.exp(opts.adaptive_parsimony_scaling * freq_norm[c])
+    order = jnp.argsort(jnp.where(jnp.isnan(adjusted), jnp.inf, adjusted))
+    p = opts.tournament_selection_p
+    if p >= 1.0:
+        return members[order[0]]
+    logw = jnp.arange(n) * jnp.log1p(-p)
+    return members[order[jax.random.categorical(k2, logw)]]
+
+
+def _choose_mutation(key, t: Nodes, ctx: Context, opts: SearchOptions, curmaxsize, cplx):
+    w = jnp.asarray(opts.mutation_weights.as_tuple(), jnp.float32)
+    w = w.at[0].multiply(constant_weight_scale(t))
+    if not opts.should_simplify:
+        w = w.at[_SIMPLIFY].set(0.0)
+    w = jnp.where(applicable(t, ctx, curmaxsize, cplx >= curmaxsize), w, 0.0)
+    w = jnp.where(w.sum() > 0, w, jnp.zeros_like(w).at[MUTATIONS.index("do_nothing")].set(1.0))
+    return jax.random.categorical(key, jnp.log(w))
+
+
+def _finish(t: Nodes, opts: SearchOptions, curmaxsize, fits):
+    """Right-align a candidate and check every constraint."""
+    op, arg, const, nconst_ok = from_nodes(t, opts.const_slots)
+    ok = fits & satisfies(t, opts, curmaxsize, nconst_ok)
+    return op, arg, const, ok
+
+
+def _first_valid(ops, args, consts, oks):
+    i = jnp.argmax(oks)
+    return ops[i], args[i], consts[i], oks.any()
+
+
+def _event(key, pop_i: Population, cost_i, cplx_i, freq_norm, temperature, curmaxsize, opts):
+    """One regularised-evolution event on one island: up to two children."""
+    ctx = _ctx(opts)
+    simp = lambda t: simplify(t, opts.operators)  # noqa: E731
+    k_t1, k_t2, k_kind, k_mut, k_cx, k_is = jax.random.split(key, 6)
+    a = _tournament(k_t1, cost_i, cplx_i, freq_norm, opts)
+    b = _tournament(k_t2, cost_i, cplx_i, freq_norm, opts)
+    ta = to_nodes(pop_i.op[a], pop_i.arg[a], pop_i.const[a])
+    tb = to_nodes(pop_i.op[b], pop_i.arg[b], pop_i.const[b])
+    kind = _choose_mutation(k_kind, ta, ctx, opts, curmaxsize, cplx_i[a])
+
+    A = opts.mutation_attempts
+
+    def attempt_mutation(k):
+        child, fits = mutate(k, kind, ta, ctx, temperature, curmaxsize, simp)
+        return _finish(child, opts, curmaxsize, fits)
+
+    m_op, m_arg, m_const, m_ok = _first_valid(*jax.vmap(attempt_mutation)(jax.random.split(k_mut, A)))
+
+    def attempt_crossover(k):
+        c1, c2, fits = crossover(k, ta, tb, ctx)
+        o1, a1, k1_, ok1 = _finish(c1, opts, curmaxsize, fits)
+        o2, a2, k2_, ok2 = _finish(c2, opts, curmaxsize, fits)
+        return o1, a1, k1_, o2, a2, k2_, ok1 & ok2
+
+    cx = jax.vmap(attempt_crossover)(jax.random.split(k_cx, A))
+    ci = jnp.argmax(cx[6])
+    cx_ok = cx[6].any()
+    is_cx = jax.random.bernoulli(k_is, opts.crossover_probability)
+    child1 = (
+        jnp.where(is_cx, cx[0][ci], m_op),
+        jnp.where(is_cx, cx[1][ci], m_arg),
+        jnp.where(is_cx, cx[2][ci], m_const),
+    )
+    child2 = (cx[3][ci], cx[4][ci], cx[5][ci])
+    ok1 = jnp.where(is_cx, cx_ok, m_ok)
+    ok2 = is_cx & cx_ok
+    return child1, child2, ok1, ok2, is_cx, a, kind
+
+
+def _cycle(carry, temperature, *, evaluator, data, opts, curmaxsize):
+    state, freq_local = carry
+    I, P = state.loss.shape
+    E = opts.events_per_cycle
+    key, k_ev, k_acc, k_batch = jax.random.split(state.key, 4)
+    freq_norm = freq_local / freq_local.sum(axis=1, keepdims=True)
+
+    def island_events(k, pop_i, cost_i, cplx_i, fn):
+        ks = jax.random.split(k, E)
+        return jax.vmap(
+            lambda kk: _event(kk, pop_i, cost_i, cplx_i, fn, temperature, curmaxsize, opts)
+        )(ks)
+
+    c1, c2, ok1, ok2, is_cx, parent, kind = jax.vmap(island_events)(
+        jax.random.split(k_ev, I), state.pop, state.cost, state.complexity, freq_norm
+    )
+    # children [I, 2E]
+    cop = jnp.concatenate([c1[0], c2[0]], axis=1)
+    carg = jnp.concatenate([c1[1], c2[1]], axis=1)
+    cconst = jnp.concatenate([c1[2], c2[2]], axis=1)
+    cvalid = jnp.concatenate([ok1, ok2], axis=1)
+    children = Population(cop, carg, cconst)
+
+    if opts.batching:
+        n = data.Xt.shape[1]
+        idx = jax.random.randint(k_batch, (min(opts.batch_size, n),), 0, n)
+        bdata = SearchData(data.Xt[:, idx], data.y[idx],
+                           None if data.weights is None else data.weights[idx], data.baseline)
+        frac = min(opts.batch_size, n) / n
+    else:
+        bdata, frac = data, 1.0
+    closs = _evaluate_flat(evaluator, children, bdata, opts)
+    ccplx = jax.vmap(lambda p: _complexity_of(p, opts))(children)
+    closs = jnp.where(cvalid, closs, jnp.inf)
+    ccost = _cost(closs, ccplx, data.baseline, opts)
+    n_evals = cvalid.sum() * frac
+
+    # acceptance of mutations (annealing and frequency ratio); crossovers always
+    parent_cost = jnp.take_along_axis(state.cost, parent, axis=1)
+    parent_cplx = jnp.take_along_axis(state.complexity, parent, axis=1)
+    prob = jnp.ones_like(parent_cost)
+    if opts.annealing:
+        delta = ccost[:, :E] - parent_cost
+        prob = jnp.where(delta <= 0, 1.0, jnp.exp(-delta / (temperature * opts.alpha)))
+    if opts.use_frequency:
+        C = freq_norm.shape[1]
+
+        def f(cx):
+            ci = cx.astype(jnp.int32)
+            inside = (ci > 0) & (ci < C)
+            return jnp.where(inside, jnp.take_along_axis(freq_norm, jnp.clip(ci, 0, C - 1), axis=1), 1e-6)
+
+        prob = prob * f(parent_cplx) / f(ccplx[:, :E])
+    accept_mut = (prob >= jax.random.uniform(k_acc, prob.shape)) & ok1
+    accept = jnp.concatenate([jnp.where(is_cx, ok1, accept_mut), ok2], axis=1)
+    if not opts.skip_mutation_failures:
+        # a failed or rejected mutation still replaces the oldest, by a copy of its parent
+        fail = ~is_cx & ~accept_mut
+        pick = lambda x: jnp.take_along_axis(x, parent[..., None], axis=1)  # noqa: E731
+        cop = cop.at[:, :E].set(jnp.where(fail[..., None], pick(state.pop.op), cop[:, :E]))
+        carg = carg.at[:, :E].set(jnp.where(fail[..., None], pick(state.pop.arg), carg[:, :E]))
+        cconst = cconst.at[:, :E].set(jnp.where(fail[..., None], pick(state.pop.const), cconst[:, :E]))
+        parent_loss = jnp.take_along_axis(state.loss, parent, axis=1)
+        closs = closs.at[:, :E].set(jnp.where(fail, parent_loss, closs[:, :E]))
+        ccplx = ccplx.at[:, :E].set(jnp.where(fail, parent_cplx, ccplx[:, :E]))
+        ccost = ccost.at[:, :E].set(jnp.where(fail, parent_cost, ccost[:, :E]))
+        accept = accept.at[:, :E].set(accept[:, :E] | fail)
+
+    # accepted children replace the oldest members
+    order = jnp.argsort(state.birth, axis=1)
+    rank = jnp.cumsum(accept, axis=1) - 1
+    dest = jnp.where(accept, jnp.take_along_axis(order, jnp.clip(rank, 0, P - 1), axis=1), P)
+    births = state.clock + jnp.arange(2 * E, dtype=jnp.int32)[None, :]
+
+    def scatter(base, new):
+        return jax.vmap(lambda b, d, v: b.at[d].set(v, mode="drop"))(base, dest, new)
+
+    pop = Population(scatter(state.pop.op, cop), scatter(state.pop.arg, carg),
+                     scatter(state.pop.const, cconst))
+    C = freq_local.shape[1]
+    counts = jax.vmap(lambda c, a: jnp.zeros((C,)).at[jnp.clip(c.astype(jnp.int32), 0, C - 1)].add(a))(
+        ccplx, accept.astype(jnp.float32))
+    hof = state.hof
+    if not opts.batching:
+        hof = hof_update(hof, jax.tree.map(_flat, children), closs.reshape(-1), ccplx.reshape(-1),
+                         cvalid.reshape(-1))
+    new_state = SearchState(
+        pop=pop,
+        loss=scatter(state.loss, closs),
+        cost=scatter(state.cost, ccost),
+        complexity=scatter(state.complexity, ccplx),
+        birth=scatter(state.birth, jnp.broadcast_to(births, accept.shape)),
+        freq=state.freq,
+        hof=hof,
+        key=key,
+        clock=state.clock + 2 * E,
+        iteration=state.iteration,
+    )
+    stats = jnp.stack([n_evals, jnp.sum(kind == _OPTIMIZE)])
+    return (new_state, freq_local + counts), stats
+
+
+# ------------------------------------------------------------------------- end of iteration
+
+
+def _migrate(key, pop, loss, cost, cplx, birth, clock, pool, pool_loss, pool_cplx, pool_ok,
+             frac, data, opts):
+    """Replace Poisson(P * frac) random members of each island with random pool members."""
+    I, P = loss.shape
+    k_n, k_pos, k_pick = jax.random.split(key, 3)
+    # Binomial(P, frac): PySR draws Poisson(P * frac); same mean, and bounded by P.
+    num = jax.random.bernoulli(k_n, frac, (I, P)).sum(axis=1)
+    num = jnp.where(pool_ok.any(), num, 0)
+    pos = jax.vmap(lambda k: jax.random.permutation(k, P))(jax.random.split(k_pos, I))
+    logits = jnp.where(pool_ok, 0.0, -jnp.inf)
+    pick = jax.random.categorical(k_pick, logits, shape=(I, P))
+    use = jnp.arange(P)[None, :] < num[:, None]
+    dest = jnp.where(use, pos, P)
+
+    def scatter(base, new):
+        return jax.vmap(lambda b, d, v: b.at[d].set(v, mode="drop"))(base, dest, new)
+
+    new_pop = Population(scatter(pop.op, pool.op[pick]), scatter(pop.arg, pool.arg[pick]),
+                         scatter(pop.const, pool.const[pick]))
+    m_loss = pool_loss[pick]
+    m_cplx = pool_cplx[pick]
+    return (
+        new_pop,
+        scatter(loss, m_loss),
+        scatter(cost, _cost(m_loss, m_cplx, data.baseline, opts)),
+        scatter(cplx, m_cplx),
+        scatter(birth, jnp.broadcast_to(clock, (I, P)).astype(birth.dtype)),
+    )
+
+
+def iteration(
+    state: SearchState,
+    evaluator: Evaluator,
+    data: SearchData,
+    opts: SearchOptions,
+    curmaxsize: Int[Array, ""],
+) -> tuple[SearchState, Float[Array, ""]]:
+    """One PySR iteration on every island. Returns the new state and the evaluations done."""
+    I, P = state.loss.shape
+    if opts.annealing:
+        temps = jnp.linspace(1.0, 0.0, opts.ncycles_per_iteration)
+    else:
+        temps = jnp.ones((opts.ncycles_per_iteration,))
+    freq_local = jnp.broadcast_to(state.freq, (I,) + state.freq.shape)
+    body = lambda c, t: _cycle(c, t, evaluator=evaluator, data=data, opts=opts, curmaxsize=curmaxsize)  # noqa: E731
+    (state, freq_local), stats = jax.lax.scan(body, (state, freq_local), temps)
+    n_evals = stats[:, 0].sum()
+
+    key, k_opt, k_mask, k_mig, k_hof = jax.random.split(state.key, 5)
+    pop = state.pop
+    if opts.should_simplify:
+        nodes = jax.vmap(jax.vmap(to_nodes))(pop.op, pop.arg, pop.const)
+        nodes = jax.vmap(jax.vmap(lambda t: simplify(t, opts.operators)))(nodes)
+        op, arg, const, _ = jax.vmap(jax.vmap(lambda t: from_nodes(t, opts.const_slots)))(nodes)
+        pop = Population(op, arg, const)
+    loss = _evaluate_flat(evaluator, pop, data, opts)
+    n_evals = n_evals + I * P
+    cplx = jax.vmap(lambda p: _complexity_of(p, opts))(pop)
+    birth = state.birth
+    copts = opts.constants
+    if copts.enabled and copts.probability > 0:
+        flat = jax.tree.map(_flat, pop)
+        mask = select_members(flat, copts, key=k_mask)
+        # a fixed-size batch: 2x the expected number of selected members
+        capacity = max(1, min(I * P, int(2 * copts.probability * I * P) + 4))
+        res = optimize_constants(
+            flat, data.Xt, data.y, data.weights, evaluator=evaluator, key=k_opt, options=copts,
+            mask=mask, loss_before=loss.reshape(-1), elementwise_loss=opts.elementwise_loss or l2_loss,
+            loss_function=opts.loss_function, capacity=capacity,
+        )
+        pop = jax.tree.map(lambda x: x.reshape((I, P) + x.shape[1:]), res.pop)
+        loss = res.loss.reshape(I, P)
+        # PySR resets the age of improved members
+        birth = jnp.where(res.improved.reshape(I, P), state.clock, birth)
+        n_evals = n_evals + res.n_evals
+    cost = _cost(loss, cplx, data.baseline, opts)
+    hof = hof_update(state.hof, jax.tree.map(_flat, pop), loss.reshape(-1), cplx.reshape(-1),
+                     jnp.ones((I * P,), bool))
+
+    if opts.migration:
+        top = jnp.argsort(jnp.where(jnp.isnan(cost), jnp.inf, cost), axis=1)[:, : opts.topn]
+        take = lambda x: _flat(jnp.take_along_axis(x, top.reshape(top.shape + (1,) * (x.ndim - 2)), axis=1))  # noqa: E731
+        pool = Population(take(pop.op), take(pop.arg), take(pop.const))
+        pool_loss, pool_cplx = take(loss), take(cplx)
+        pop, loss, cost, cplx, birth = _migrate(
+            k_mig, pop, loss, cost, cplx, birth, state.clock, pool, pool_loss, pool_cplx,
+            jnp.isfinite(pool_loss), opts.fraction_replaced, data, opts)
+    if opts.hof_migration:
+        front = pareto_mask(hof)
+        hof_cplx = jnp.arange(hof.loss.shape[0], dtype=jnp.float32)
+        pop, loss, cost, cplx, birth = _migrate(
+            k_hof, pop, loss, cost, cplx, birth, state.clock, hof.population, hof.loss, hof_cplx,
+            front, opts.fraction_replaced_hof, data, opts)
+
+    freq = state.freq + (freq_local - state.freq[None, :]).sum(axis=0)
+    total = freq.sum()
+    freq = jnp.where(total > _WINDOW, freq * (_WINDOW / total), freq)
+    new_state = SearchState(
+        pop=pop, loss=loss, cost=cost, complexity=cplx, birth=birth, freq=freq, hof=hof, key=key,
+        clock=state.clock + 1, iteration=state.iteration + 1,
+    )
+    return new_state, n_evals
+
+
+iteration_jit = eqx.filter_jit(iteration)
+init_state_jit = eqx.filter_jit(init_state)
+baseline_loss_jit = eqx.filter_jit(baseline_loss)
+
