@@ -184,8 +184,10 @@ def _binary(name, jax_fn, numpy_fn, sympy_fn, latex, **kw):
     return Operator(name, 2, jax_fn, numpy_fn, sympy_fn, latex, **kw)
 
 
-def _fn_latex(name: str) -> str:
-    return r"\operatorname{" + name + r"}{\left({0} \right)}"
+def _fn_latex(name: str, arity: int = 1) -> str:
+    """A `str.format` template `\\operatorname{name}{\\left({0}, ... \\right)}` (braces doubled)."""
+    args = ", ".join(f"{{{i}}}" for i in range(arity))
+    return r"\operatorname{{" + name + r"}}{{\left(" + args + r" \right)}}"
 
 
 _BUILTINS: tuple[Operator, ...] = (
@@ -319,7 +321,7 @@ def _custom_operator(fn, arity: int, extra_sympy_mappings: Mapping[str, Any]) ->
         jax_fn=fn,
         numpy_fn=numpy_fn,
         sympy_fn=extra_sympy_mappings[name],
-        latex=_fn_latex(name) if arity == 1 else r"\operatorname{" + name + r"}{\left({0}, {1} \right)}",
+        latex=_fn_latex(name, arity),
     )
 
 

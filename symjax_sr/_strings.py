@@ -126,7 +126,7 @@ def tree_to_string(
     # Each stack entry: (text, is a negative constant); the latter needs parentheses
     # as the base of `^`, since `-2.5 ^ x` means `-(2.5 ^ x)`.
     stack: list[tuple[str, bool]] = []
-    for o, a, v in zip(tree.op, tree.arg, tree.value):
+    for o, a, v in zip(tree.op, tree.arg, tree.value, strict=True):
         if o == VAR:
             stack.append((_var_name(int(a), names), False))
         elif o == CONST:

@@ -3,14 +3,15 @@
 `tree_to_sympy` applies each operator's `sympy_fn`; a subtree whose arguments are
 all numbers is folded in float64 with the operator's NumPy reference instead, so a
 domain error gives `nan` (as in the search) rather than a complex number or
-SymPy's `ZeroDivisionError` for `1.0 / 0.0`.
+SymPy's `ZeroDivisionError` for `1.0 / 0.0`; a `nan` then propagates to the root.
 
 `sympy_to_tree` maps SymPy's canonical forms back onto an operator set: n-ary `Add`
 and `Mul` fold into binary nodes, `a + (-1)*b` becomes `a - b`, negative powers
 become `/` or `inv`, `x**2`, `x**3`, `x**(1/2)` become `square`, `cube`, `sqrt` when
 available, `Max(0, x)` becomes `relu`, `log(x)/log(2)` becomes `log2`, and functions
-map through `Operator.sympy_head`. What the set cannot express raises `ValueError`
-naming the construct and the operator to add.
+map through `Operator.sympy_head`; `re(x)` and `conjugate(x)`, which SymPy adds
+because plain symbols may be complex, are `x` for the real inputs of a tree. What
+the set cannot express raises `ValueError` naming the construct and the operator to add.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def tree_to_sympy(
         re.fullmatch(re.escape(p) + r"\d+", n) for n in taken))
     consts: dict[sympy.Symbol, float] = {}
     stack: list[sympy.Expr] = []
-    for o, a, v in zip(tree.op, tree.arg, tree.value):
+    for o, a, v in zip(tree.op, tree.arg, tree.value, strict=True):
         if o == VAR:
             stack.append(syms[int(a)])
         elif o == CONST:
@@ -103,10 +104,20 @@ def tree_to_sympy(
             args = [stack.pop() for _ in range(op.arity)][::-1]
             if all(isinstance(x, sympy.Number) for x in args):
                 stack.append(_fold(op, args))
+            elif any(x.has(sympy.nan, sympy.zoo) for x in args):
+                # A NaN intermediate makes the expression non-finite for every input
+                # (as in the search); SymPy's Max/Min would reject it.
+                stack.append(sympy.nan)
             else:
                 try:
                     stack.append(op.sympy_fn(*args))
                 except ZeroDivisionError:  # SymPy's `Mod(x, 0.0)`; IEEE gives NaN.
+                    stack.append(sympy.nan)
+                except ValueError:
+                    # `Max`/`Min` reject an argument SymPy proves non-real, such as
+                    # `acosh(Min(-1, x))`: NaN for every real input, so NaN here.
+                    if not any(x.is_extended_real is False for x in args):
+                        raise
                     stack.append(sympy.nan)
     (expr,) = stack
     return (expr, consts) if constants_as_symbols else expr
@@ -182,6 +193,11 @@ class _FromSympy:
             return self.pow(e.base, e.exp)
         if isinstance(e, (sympy.Max, sympy.Min)):
             return self.maxmin(e)
+        if isinstance(e, (sympy.re, sympy.conjugate)):
+            # SymPy adds these because plain symbols may be complex; trees are real.
+            return self.convert(e.args[0])
+        if isinstance(e, sympy.im):
+            return ("const", 0.0)
         if isinstance(e, sympy.log) and len(e.args) == 1:
             (arg,) = e.args
             if self.has("log1p") and isinstance(arg, sympy.Add) and sympy.S.One in arg.args:
@@ -211,7 +227,8 @@ class _FromSympy:
         self.need("neg", construct)
 
     def add(self, e):
-        terms = sorted(e.args, key=lambda t: t.could_extract_minus_sign())  # stable
+        # Positive terms first (so `-` can take the rest), numbers last, as SymPy prints.
+        terms = sorted(e.args, key=lambda t: (t.could_extract_minus_sign(), t.is_Number))
         node = self.convert(terms[0])
         for t in terms[1:]:
             if self.has("-") and t.could_extract_minus_sign():
@@ -246,11 +263,8 @@ class _FromSympy:
                 factors.append(f)
         factors = self.logs(factors)
         num, den = [], []
-        can_divide = self.has("/") or self.has("inv")
         for f in factors:
-            if (
-                isinstance(f, sympy.Pow) and f.exp.could_extract_minus_sign() and can_divide
-            ):
+            if isinstance(f, sympy.Pow) and self.is_division(f.exp):
                 den.append(sympy.Pow(f.base, -f.exp))
             else:
                 num.append(f)
@@ -283,10 +297,18 @@ class _FromSympy:
                 out.append((name, self.convert(logs[0].args[0])))
         return out
 
+    def is_division(self, ex) -> bool:
+        """Whether `b**ex` maps to `/` or `inv`: a negative rational exponent (SymPy's
+        form of a division), or any negative one when `^` is missing. `x ** -1000.0`
+        and `0 ** (-y)` stay powers: as reciprocals they overflow where they did not."""
+        if not ex.could_extract_minus_sign() or not (self.has("/") or self.has("inv")):
+            return False
+        return ex.is_Rational or not self.has("^")
+
     def pow(self, base, ex):
         if base is sympy.E:
             return self.convert(sympy.exp(ex))
-        if ex.could_extract_minus_sign() and (self.has("/") or self.has("inv")):
+        if self.is_division(ex):
             return self.reciprocal(self.convert(sympy.Pow(base, -ex)), sympy.Pow(base, ex))
         return self.power(self.convert(base), ex, sympy.Pow(base, ex, evaluate=False))
 
@@ -373,7 +395,7 @@ def sympy_to_tree(
     node = _FromSympy(operators, names).convert(expr)
     rows: list = []
     _flatten(node, operators, rows)
-    op, arg, value = zip(*rows)
+    op, arg, value = zip(*rows, strict=True)
     with np.errstate(over="ignore"):
         values = np.array(value, dtype=np.float64).astype(dtype)
     return Tree(np.array(op, np.int32), np.array(arg, np.int32), values)
@@ -477,7 +499,7 @@ def tree_to_latex(
     dtype = tree.value.dtype
     info = {}
     stack: list[tuple[str, int]] = []
-    for o, a, v in zip(tree.op, tree.arg, tree.value):
+    for o, a, v in zip(tree.op, tree.arg, tree.value, strict=True):
         if o == VAR:
             stack.append((_latex_variable(int(a), names), _LEAF))
         elif o == CONST:
@@ -490,7 +512,7 @@ def tree_to_latex(
             args = [stack.pop() for _ in range(op.arity)][::-1]
             texts = [
                 rf"\left({s}\right)" if _needs_parens(ctx, prec, p) else s
-                for (s, p), ctx in zip(args, contexts)
+                for (s, p), ctx in zip(args, contexts, strict=True)
             ]
             stack.append((op.latex.format(*texts), prec))
     return stack[0][0]

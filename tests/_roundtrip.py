@@ -33,7 +33,7 @@ EXTRA_SYMPY = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def all_operators():
     """Every registry operator plus two custom ones."""
     binary = [n for n, o in OPERATORS.items() if o.arity == 2] + [hypot]
@@ -41,7 +41,7 @@ def all_operators():
     return make_operator_set(binary, unary, EXTRA_SYMPY)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def builtin_operators():
     binary = [n for n, o in OPERATORS.items() if o.arity == 2]
     unary = [n for n, o in OPERATORS.items() if o.arity == 1]

@@ -100,7 +100,7 @@ def test_infer_operator_set_reads_back(seed):
     used = {ops.operator(o).name for t in trees for o in t.op if o > CONST}
     assert set(inferred.names) == used
     X = np.random.default_rng(seed).normal(size=(20, N_FEATURES))
-    for t, s in zip(trees, strings):
+    for t, s in zip(trees, strings, strict=True):
         back = parse_expression(s, inferred, dtype=t.value.dtype)
         assert tree_to_string(back, inferred) == s
         a, ok_a, _ = evaluate_tree_numpy(t, X, ops)

@@ -2,13 +2,15 @@
 
 SymPy reassociates sums and products and folds constants, so values agree only up to
 rounding amplified by the expression's conditioning. Rows are compared where the
-reference is finite and well-conditioned: perturbing the data and constants by a
-relative 1e-9 moves the value by at most a relative 1e-5 (this also drops rows that
-sit on a jump of floor/round/sign/mod). There the tolerance is a relative 1e-6.
+reference is finite and well-conditioned: perturbing the data, the constants and
+every intermediate by a relative 1e-12 moves the value by at most a relative 1e-8
+(this also drops rows that sit on a jump of floor/round/sign/mod, and rows whose
+value is a cancellation). There the tolerance is a relative 1e-6.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -25,9 +27,10 @@ from _roundtrip import (
 )
 from hypothesis import given
 from hypothesis import strategies as st
+from sympy.printing.numpy import NumPyPrinter
 
 from symjax_sr._numpy_eval import evaluate_tree_numpy
-from symjax_sr._operators import make_operator_set
+from symjax_sr._operators import OperatorSet, make_operator_set
 from symjax_sr._strings import parse_expression, tree_to_string
 from symjax_sr._sympy import sympy_to_tree, tree_to_latex, tree_to_sympy
 from symjax_sr._tree import Tree
@@ -39,6 +42,7 @@ LAMBDIFY_MODULES = [
         "erfc": lambda x: _vec(math.erfc, 1, 1)(x).astype(float),
         "gamma": all_operators().operator(all_operators().opcode("gamma")).numpy_fn,
         "softclip": np_softclip,
+        "log1p_": np.log1p,
     },
     "numpy",
 ]
@@ -50,30 +54,83 @@ def _data(seed: int, n: int = 48) -> np.ndarray:
     return rng.uniform(-3.0, 3.0, size=(n, N_FEATURES))
 
 
+def _noisy(ops: OperatorSet, rng, eps: float) -> OperatorSet:
+    """The same operators with every NumPy result perturbed by a relative `eps`."""
+
+    def wrap(fn):
+        def noisy(*args):
+            out = np.asarray(fn(*args), dtype=np.float64)
+            return out * (1 + eps * rng.uniform(-1, 1, out.shape))
+
+        return noisy
+
+    return OperatorSet(tuple(dataclasses.replace(o, numpy_fn=wrap(o.numpy_fn)) for o in ops.operators))
+
+
 def _well_conditioned(tree: Tree, X, ops) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Reference `(pred, scale, mask)`: mask marks rows that are finite and stable."""
-    pred, ok, scale = evaluate_tree_numpy(tree, X, ops)
+    """Reference `(pred, mask)`: mask marks rows that are finite and stable.
+
+    Stable: perturbing the data, the constants and every intermediate result by a
+    relative 1e-12 (far above the rounding differences of a reassociated form, far
+    below the test tolerance) moves the value by at most a relative 1e-8. Rows whose
+    value comes from cancellation (`x*1e30 - x*1e30 + y`) are not stable, rightly:
+    SymPy cancels exactly where float64 cannot.
+    """
+    pred, ok, _ = evaluate_tree_numpy(tree, X, ops)
     rng = np.random.default_rng(0)
     stable = ok.copy()
-    for _ in range(2):
-        Xp = X * (1 + 1e-9 * rng.uniform(-1, 1, X.shape))
+    eps = 1e-12
+    for _ in range(4):
+        Xp = X * (1 + eps * rng.uniform(-1, 1, X.shape))
         c = tree.constants
-        tp = tree.with_constants(c * (1 + 1e-9 * rng.uniform(-1, 1, c.shape)))
-        p, okp, _ = evaluate_tree_numpy(tp, Xp, ops)
+        tp = tree.with_constants(c * (1 + eps * rng.uniform(-1, 1, c.shape)))
+        p, okp, _ = evaluate_tree_numpy(tp, Xp, _noisy(ops, rng, eps))
         with np.errstate(invalid="ignore"):
-            stable &= okp & (np.abs(p - pred) <= 1e-5 * np.abs(pred) + 1e-12 * scale)
-    return pred, scale, stable
+            stable &= okp & (np.abs(p - pred) <= 1e-8 * np.abs(pred))
+    return pred, stable
 
 
-def _close(a, b, scale) -> np.ndarray:
+def _close(a, b) -> np.ndarray:
     with np.errstate(invalid="ignore"):
-        return np.abs(a - b) <= 1e-6 * np.maximum(np.abs(a), np.abs(b)) + 1e-9 * scale
+        return np.abs(a - b) <= 1e-6 * np.maximum(np.abs(a), np.abs(b))
+
+
+class _ExactPrinter(NumPyPrinter):
+    """NumPy printer that writes floats in full (the default keeps 15 digits)."""
+
+    def _print_Float(self, expr):
+        return repr(float(expr))
+
+    def _print_special(self, expr):
+        # The functions of `LAMBDIFY_MODULES`, rather than the `math` scalar ones.
+        return f"{type(expr).__name__}({self._print(expr.args[0])})"
+
+    _print_erf = _print_erfc = _print_gamma = _print_special
+
+    def _print_ComplexInfinity(self, expr):
+        # SymPy's `zoo` (from `0**-y`) has no NumPy spelling; IEEE gives +inf.
+        return "float('inf')"
+
+
+# The settings lambdify gives its own printer.
+_PRINTER = _ExactPrinter(
+    {"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True}
+)
+
+
+def _is_log1p(e) -> bool:
+    return isinstance(e, sympy.log) and isinstance(e.args[0], sympy.Add) and (
+        sympy.S.One in e.args[0].args
+    )
 
 
 def _lambdify(expr):
+    # `log1p`'s SymPy form `log(x + 1)` loses digits near x = 0 in float64; evaluate it
+    # with `numpy.log1p`, as the reference does.
+    expr = expr.replace(_is_log1p, lambda e: sympy.Function("log1p_")(e.args[0] - 1))
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        f = sympy.lambdify(SYMBOLS, expr, modules=LAMBDIFY_MODULES)
+        f = sympy.lambdify(SYMBOLS, expr, modules=LAMBDIFY_MODULES, printer=_PRINTER)
     return f
 
 
@@ -82,6 +139,16 @@ def _call(f, X):
         warnings.simplefilter("ignore", RuntimeWarning)
         out = f(*X.T)
         return np.broadcast_to(np.asarray(out, dtype=complex), X.shape[:1])
+
+
+def _has_unrepresentable_number(expr) -> bool:
+    """A number beyond 1e+-300, near where float64 arithmetic underflows or overflows."""
+    for sub in sympy.preorder_traversal(expr):
+        if sub.is_number and sub.is_finite is not False:
+            v = complex(sub.evalf())
+            if v != 0 and not 1e-300 < abs(v) < 1e300:
+                return True
+    return False
 
 
 @given(
@@ -93,13 +160,19 @@ def test_lambdify_agrees_with_reference(seed, consts):
     X = _data(seed)
     for tree in random_trees(seed):
         tree = set_constants(tree, consts, np.float64)
-        ref, scale, mask = _well_conditioned(tree, X, ops)
+        ref, mask = _well_conditioned(tree, X, ops)
         if not mask.any():
             continue
         expr = tree_to_sympy(tree, ops)
         got = _call(_lambdify(expr), X)
-        assert np.all(np.abs(got.imag[mask]) <= 1e-9 * (1 + scale[mask])), expr
-        good = _close(got.real[mask], ref[mask], scale[mask])
+        # Finite wherever the reference is, unless SymPy's algebra made a number that
+        # float64 arithmetic cannot carry (`Mod(x, 1e-308)` -> `1e-308*Mod(9e307*x, 1)`).
+        finite = np.isfinite(got)
+        if not finite[mask].all():
+            assert _has_unrepresentable_number(expr), (tree_to_string(tree, ops), expr)
+            mask = mask & finite
+        assert np.all(np.abs(got.imag[mask]) <= 1e-9 * np.abs(got.real[mask])), expr
+        good = _close(got.real[mask], ref[mask])
         assert good.all(), (tree_to_string(tree, ops), expr, got[mask][~good], ref[mask][~good])
 
 
@@ -112,23 +185,27 @@ def test_tree_sympy_tree_equivalent(seed, consts):
     X = _data(seed + 1)
     for tree in random_trees(seed):
         tree = set_constants(tree, consts, np.float64)
-        ref, scale, mask = _well_conditioned(tree, X, ops)
+        ref, mask = _well_conditioned(tree, X, ops)
         expr = tree_to_sympy(tree, ops)
         if expr.has(sympy.nan, sympy.zoo, sympy.oo, sympy.I):
             continue  # a constant subtree is non-finite: the tree is never finite.
         back = sympy_to_tree(expr, ops)
         back.validate(ops)
-        pred, ok, scale2 = evaluate_tree_numpy(back, X, ops)
+        pred, ok, _ = evaluate_tree_numpy(back, X, ops)
         m = mask & ok
-        good = _close(pred[m], ref[m], np.maximum(scale, scale2)[m])
+        good = _close(pred[m], ref[m])
         assert good.all(), (tree_to_string(tree, ops), expr, tree_to_string(back, ops))
-        # Where the original is finite and stable, the mapped tree is finite too.
-        assert ok[mask].all(), (tree_to_string(tree, ops), expr, tree_to_string(back, ops))
-        # And the SymPy form of the mapped tree is the same expression.
+        # Where the original is finite and stable, the mapped tree is finite too, unless
+        # SymPy's algebra made a number float64 cannot hold (`log(2)**1e16`).
+        if not ok[mask].all():
+            assert _has_unrepresentable_number(expr), (
+                tree_to_string(tree, ops), expr, tree_to_string(back, ops))
+        # And the SymPy form of the mapped tree is the same expression: equal after
+        # expansion, or numerically equal where there is anything to compare.
         again = tree_to_sympy(back, ops)
-        if sympy.expand(again - expr) != 0:
+        if m.any() and sympy.expand(again - expr) != 0:
             f, g = _call(_lambdify(again), X), _call(_lambdify(expr), X)
-            assert _close(f[m].real, g[m].real, np.maximum(scale, scale2)[m]).all(), (expr, again)
+            assert _close(f[m].real, g[m].real).all(), (expr, again)
 
 
 def test_sympy_to_tree_canonical_forms():
