@@ -72,9 +72,13 @@ class ConstantOptions:
 
     **Arguments:**
 
-    - `algorithm`: `"LM"` (Levenberg-Marquardt, the default: 2-4× faster than BFGS
-      here at equal or better recovery) or `"BFGS"` (PySR's default). LM needs a
-      squared-error loss; with any other loss `"LM"` falls back to BFGS.
+    - `algorithm`: `"LM"` (Levenberg-Marquardt, our default) or `"BFGS"` (PySR's
+      default). LM needs the squared-error loss (`l2_loss`, weighted or not); with any
+      other loss `"LM"` falls back to BFGS (`resolve_algorithm` says which runs).
+      Measured at P=1000, N=100, 8 iterations, select kernel, same run: on
+      c0·x0·sin(c1·x1) from U(-3, 3) LM recovers 84% (2 restarts) / 92% (4) against
+      BFGS's 80% / 89% in about the same time; on random expressions LM reaches
+      scipy's loss on 87% / 90% of members against 73% / 70%, in half BFGS's time.
     - `iterations`: iterations per start (`optimizer_iterations`, PySR default 8).
     - `nrestarts`: extra perturbed starts per member (`optimizer_nrestarts`, default 2).
     - `f_calls_limit`: stop a start once it has used this many loss evaluations (checked
@@ -317,7 +321,10 @@ def optimize_constants(
     R = 1 + options.nrestarts
     free = jnp.arange(K)[None, :] < n_c[:, None]
     starts = restart_starts(const0, n_c, options.nrestarts, key=key)
-    rep = lambda a: jnp.broadcast_to(a[None], (R,) + a.shape).reshape((R * C,) + a.shape[1:])
+
+    def rep(a):
+        return jnp.broadcast_to(a[None], (R,) + a.shape).reshape((R * C,) + a.shape[1:])
+
     obj = Objective(
         evaluator, rep(op), rep(arg), rep(free), Xt, y, weights,
         elementwise_loss=elementwise_loss, loss_function=loss_function,

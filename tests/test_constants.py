@@ -115,10 +115,10 @@ def test_matches_scipy_optimum(data, algorithm):
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             if algorithm == "LM":
-                sol = least_squares(lambda c: (f(c) - y) / np.sqrt(N), x0, method="lm")
+                sol = least_squares(lambda c, f=f, y=y: (f(c) - y) / np.sqrt(N), x0, method="lm")
                 converged = sol.success
             else:
-                sol = minimize(lambda c: np.mean((f(c) - y) ** 2), x0, method="BFGS")
+                sol = minimize(lambda c, f=f, y=y: np.mean((f(c) - y) ** 2), x0, method="BFGS")
                 converged = sol.success or np.linalg.norm(sol.jac) < 1e-4
         if not converged:
             continue
@@ -377,3 +377,27 @@ def test_options_names_and_pysr_mapping():
                                   optimize_probability=0.5, should_optimize_constants=False)
     assert o == ConstantOptions("BFGS", 5, 1, 100, 0.5, False)
     assert hash(o) == hash(ConstantOptions("BFGS", 5, 1, 100, 0.5, False))
+
+
+_TRACES = []
+
+
+def _counting_l2(pred, target):
+    _TRACES.append(1)  # runs at trace time only
+    return jnp.square(pred - target)
+
+
+def test_compiles_once_for_new_values(data):
+    X, y = data
+    pop = stack_trees([sin_tree(2.0, 1.2), exp_tree()], L, K)
+    options = ConstantOptions(iterations=2, nrestarts=1)
+    kw = {"elementwise_loss": _counting_l2}
+    _run(pop, X, y, options, key=0, mask=jnp.array([True, True]),
+         loss_before=jnp.array([1.0, 2.0]), **kw)
+    traced = len(_TRACES)
+    assert traced > 0
+    pop2 = stack_trees([sin_tree(1.0, 0.5), exp_tree(2.0, 0.1)], L, K)
+    res = _run(pop2, X, y * 2, options, key=1, mask=jnp.array([False, True]),
+               loss_before=jnp.array([3.0, 2.0]), **kw)
+    jax.block_until_ready(res)
+    assert len(_TRACES) == traced  # new data, key, mask and losses: no retrace

@@ -113,7 +113,7 @@ def _numpy_model(tree: Tree, ops, X: np.ndarray):
     N = X.shape[0]
     arity = ops.arity_table
     program, slot = [], 0
-    for o, a in zip(tree.op, tree.arg):
+    for o, a in zip(tree.op, tree.arg, strict=True):
         if o == VAR:
             program.append((0, int(a), None))
         elif o == CONST:
@@ -199,7 +199,7 @@ def _default_evaluator() -> str:
         from .. import _kernels  # noqa: F401  (registers the fast kernels)
     except ImportError:
         return "reference"
-    for name in ("select", "switch"):
+    for name in ("auto", "select"):
         if name in _EVALUATORS:
             return name
     return "reference"
@@ -224,11 +224,12 @@ def _run_one(task, method, P, N, args, rng):
     before = population_loss(evaluator, pop, Xt, yj)
     fit = (count > 0) & np.isfinite(np.asarray(before))
     mask = jnp.asarray(fit)
+    capacity = max(int(fit.sum()), 1)  # compact: unselected members cost nothing
 
     def call():
         return jax.block_until_ready(
             optimize_constants(pop, Xt, yj, evaluator=evaluator, key=key, options=options,
-                               mask=mask, loss_before=before)
+                               mask=mask, loss_before=before, capacity=capacity)
         )
 
     t0 = time.perf_counter()
