@@ -2,19 +2,41 @@
 
 import importlib.metadata
 
+from . import _kernels as _kernels  # registers the fast evaluators
+from ._constants import ConstantOptions as ConstantOptions
+from ._constants import ConstantResult as ConstantResult
+from ._constants import ConstantStatus as ConstantStatus
+from ._constants import optimize_constants as optimize_constants
 from ._evaluate import Evaluator as Evaluator
 from ._evaluate import ReferenceEvaluator as ReferenceEvaluator
 from ._evaluate import evaluate as evaluate
 from ._evaluate import evaluate_loss as evaluate_loss
 from ._evaluate import get_evaluator as get_evaluator
 from ._evaluate import l2_loss as l2_loss
+from ._fastmath import fast_cos as fast_cos
+from ._fastmath import fast_sin as fast_sin
+from ._kernels import AutoEvaluator as AutoEvaluator
+from ._kernels import SelectEvaluator as SelectEvaluator
+from ._kernels import SwitchEvaluator as SwitchEvaluator
+from ._kernels import choose_evaluator as choose_evaluator
 from ._operators import OPERATORS as OPERATORS
 from ._operators import Operator as Operator
 from ._operators import OperatorSet as OperatorSet
 from ._operators import get_operator as get_operator
 from ._operators import make_operator_set as make_operator_set
+from ._options import MutationWeights as MutationWeights
+from ._options import SearchOptions as SearchOptions
 from ._random import random_population as random_population
 from ._random import random_tree as random_tree
+from ._run import HofEntry as HofEntry
+from ._run import SearchResult as SearchResult
+from ._run import run_search as run_search
+from ._strings import infer_operator_set as infer_operator_set
+from ._strings import parse_expression as parse_expression
+from ._strings import tree_to_string as tree_to_string
+from ._sympy import sympy_to_tree as sympy_to_tree
+from ._sympy import tree_to_latex as tree_to_latex
+from ._sympy import tree_to_sympy as tree_to_sympy
 from ._tree import Complexities as Complexities
 from ._tree import Population as Population
 from ._tree import Tree as Tree

@@ -128,7 +128,7 @@ def _np_vectorise(fn):
     ufunc = np.frompyfunc(fn, 1, 1)
 
     def apply(x):
-        return ufunc(np.asarray(x, dtype=np.float64)).astype(np.float64)
+        return np.asarray(ufunc(np.asarray(x, dtype=np.float64)), dtype=np.float64)
 
     return apply
 
