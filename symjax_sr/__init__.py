@@ -7,6 +7,8 @@ from ._constants import ConstantOptions as ConstantOptions
 from ._constants import ConstantResult as ConstantResult
 from ._constants import ConstantStatus as ConstantStatus
 from ._constants import optimize_constants as optimize_constants
+from ._constants import population_loss as population_loss
+from ._constants import select_members as select_members
 from ._evaluate import Evaluator as Evaluator
 from ._evaluate import ReferenceEvaluator as ReferenceEvaluator
 from ._evaluate import evaluate as evaluate
@@ -27,6 +29,7 @@ from ._operators import make_operator_set as make_operator_set
 from ._options import MutationWeights as MutationWeights
 from ._options import SearchOptions as SearchOptions
 from ._random import random_population as random_population
+from ._regressor import PySRRegressor as PySRRegressor
 from ._random import random_tree as random_tree
 from ._run import HofEntry as HofEntry
 from ._run import SearchResult as SearchResult

@@ -1,0 +1,137 @@
+"""PySR's equations table and what hangs off it: hall_of_fame.csv, LaTeX table, JAX export.
+
+The table holds the Pareto front (PySR's `equations_`), simplest first, with columns
+`complexity, loss, equation, score, sympy_format, lambda_format` and the host `tree`
+each row came from (used by the exports).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from ._evaluate import ReferenceEvaluator
+from ._numpy_eval import evaluate_tree_numpy
+from ._operators import CONST, OperatorSet
+from ._selection import compute_scores
+from ._strings import tree_to_string
+from ._sympy import tree_to_latex, tree_to_sympy
+from ._tree import Tree, stack_trees
+
+__all__ = ["CallableEquation", "equations_table", "write_hall_of_fame", "latex_table", "jax_callable"]
+
+
+class CallableEquation:
+    """`lambda_format`: the equation as a NumPy function of `X [N, F]` (float64)."""
+
+    def __init__(self, tree: Tree, operators: OperatorSet, equation: str):
+        self.tree, self.operators, self.equation = tree, operators, equation
+
+    def __call__(self, X):
+        pred, _, _ = evaluate_tree_numpy(self.tree, np.asarray(X, dtype=np.float64), self.operators)
+        return pred
+
+    def __repr__(self):
+        return f"PySRFunction(X=>{self.equation})"
+
+
+def equations_table(entries, operators: OperatorSet, names: list[str], loss_scale: str) -> pd.DataFrame:
+    """Pareto-front entries (`HofEntry`s) -> PySR's equations DataFrame."""
+    front = [e for e in entries if e.pareto]
+    rows = []
+    for e in front:
+        eq = tree_to_string(e.tree, operators, names)
+        rows.append({
+            "complexity": e.complexity,
+            "loss": e.loss,
+            "equation": eq,
+            "sympy_format": tree_to_sympy(e.tree, operators, names),
+            "lambda_format": CallableEquation(e.tree, operators, eq),
+            "tree": e.tree,
+        })
+    table = pd.DataFrame(rows, columns=["complexity", "loss", "equation", "sympy_format",
+                                        "lambda_format", "tree"])
+    table.insert(3, "score", compute_scores(table["loss"], table["complexity"], loss_scale))
+    return table
+
+
+def _atomic_write(path: str, text: str) -> None:
+    d = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp_", suffix=".csv")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_hall_of_fame(run_dir: str, table: pd.DataFrame) -> str:
+    """Write `hall_of_fame.csv` atomically (PySR's columns), keeping the previous as `.bak`."""
+    os.makedirs(run_dir, exist_ok=True)
+    path = os.path.join(run_dir, "hall_of_fame.csv")
+    csv = table[["complexity", "loss", "equation"]].rename(
+        columns={"complexity": "Complexity", "loss": "Loss", "equation": "Equation"}
+    ).to_csv(index=False)
+    if os.path.exists(path):
+        shutil.copyfile(path, path + ".bak")
+    _atomic_write(path, csv)
+    return path
+
+
+def latex_table(tables, operators, names, indices, precision, columns) -> str:
+    """Booktabs table of the chosen rows of every output, as PySR's `latex_table`."""
+    allowed = ("equation", "complexity", "loss", "score")
+    bad = [c for c in columns if c not in allowed]
+    if bad:
+        raise ValueError(f"Unknown latex_table column(s) {bad}; valid: {allowed}.")
+    headers = {"equation": "Equation", "complexity": "Complexity", "loss": "Loss", "score": "Score"}
+    lines = [r"\begin{table}[h]", r"\begin{center}",
+             r"\begin{tabular}{@{}" + "".join("l" if c == "equation" else "c" for c in columns) + "@{}}",
+             r"\toprule", " & ".join(headers[c] for c in columns) + r" \\", r"\midrule"]
+    for j, table in enumerate(tables):
+        rows = range(len(table)) if indices is None else (
+            indices[j] if indices and isinstance(indices[0], (list, tuple)) else indices)
+        for i in rows:
+            r = table.iloc[int(i)]
+            cells = []
+            for c in columns:
+                if c == "equation":
+                    cells.append("$" + tree_to_latex(r["tree"], operators, names, precision) + "$")
+                elif c == "complexity":
+                    cells.append(str(int(r["complexity"])))
+                else:
+                    cells.append(f"{float(r[c]):.{precision}g}")
+            lines.append(" & ".join(cells) + r" \\")
+        if j < len(tables) - 1:
+            lines.append(r"\midrule")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{center}", r"\end{table}"]
+    return "\n".join(lines)
+
+
+def jax_callable(tree: Tree, operators: OperatorSet) -> dict:
+    """PySR's `jax()` contract: `{"callable": f, "parameters": p}`, `f(X [N, F], p) -> [N]`.
+
+    `p` are the equation's constants in postfix order; `f` is differentiable in both.
+    """
+    n_const = int((tree.op == CONST).sum())
+    pop = stack_trees([tree], max(tree.size, 1), max(n_const, 1))
+    ev = ReferenceEvaluator(operators)
+
+    def f(X, parameters):
+        X = jnp.asarray(X)
+        const = jnp.zeros((1, pop.nconst), X.dtype).at[0, :n_const].set(jnp.asarray(parameters, X.dtype))
+        p = type(pop)(pop.op, pop.arg, const)
+        pred, _ = ev.predict(p, X.T)
+        return pred[0]
+
+    return {"callable": f, "parameters": jnp.asarray(tree.constants, jnp.float32)}

@@ -1,0 +1,317 @@
+"""`PySRRegressor`: PySR's scikit-learn estimator, running on symjax_sr's JAX search.
+
+The estimator only orchestrates: `fit` validates the data and parameters, maps them to
+`SearchOptions` (`_params.py`), runs the search (`_run.py`) once per output, and turns
+each hall of fame into PySR's equations table (`_equations.py`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin
+
+from ._equations import equations_table, write_hall_of_fame
+from ._evaluate import check_data
+from ._kernels import choose_evaluator
+from ._params import PYSR_DEFAULTS, build_search_options, check_unknown_kwargs
+from ._random import random_population
+from ._run import hall_of_fame_entries, run_search
+from ._selection import select_index
+from ._sympy import tree_to_latex
+
+__all__ = ["PySRRegressor"]
+
+_SYMPY_NAMES = {"E", "I", "N", "O", "Q", "S", "beta", "gamma", "zeta", "lambda", "pi", "re", "im",
+                "sin", "cos", "exp", "log", "sqrt", "ln"}
+
+
+def _signature_init(cls):
+    """Give `__init__` PySR's explicit keyword-only signature (sklearn's `get_params` reads it)."""
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v)
+               for k, v in PYSR_DEFAULTS.items()]
+    params.append(inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD))
+    cls.__init__.__signature__ = inspect.Signature(params)
+    return cls
+
+
+@_signature_init
+class PySRRegressor(RegressorMixin, BaseEstimator):
+    """Symbolic regression with PySR's API: `from symjax_sr import PySRRegressor`.
+
+    Every parameter keeps PySR's name, meaning and default (see `symjax_sr._params`),
+    except `optimizer_algorithm="LM"` (Levenberg-Marquardt, measured faster and more
+    accurate than BFGS here) and the extra `evaluator` ("auto" times the kernels once
+    on the real shapes at the start of `fit`). Parameters are stored verbatim and
+    validated in `fit`.
+
+    ```python
+    model = PySRRegressor(binary_operators=["+", "*"], unary_operators=["cos"], niterations=20)
+    model.fit(X, y)
+    print(model)
+    model.predict(X)
+    ```
+    """
+
+    def __init__(self, **kwargs):
+        unknown = {k: v for k, v in kwargs.items() if k not in PYSR_DEFAULTS}
+        check_unknown_kwargs(unknown)
+        for name, default in PYSR_DEFAULTS.items():
+            setattr(self, name, kwargs.get(name, default))
+
+    def get_params(self, deep: bool = True):
+        return {name: getattr(self, name) for name in PYSR_DEFAULTS}
+
+    def set_params(self, **params):
+        check_unknown_kwargs({k: v for k, v in params.items() if k not in PYSR_DEFAULTS})
+        for k, v in params.items():
+            setattr(self, k, v)
+        return self
+
+    # ------------------------------------------------------------------------------ fit
+
+    def _validate_xy(self, X, y, variable_names):
+        names = None
+        if isinstance(X, pd.DataFrame):
+            names = [str(c) for c in X.columns]
+            X = X.to_numpy()
+        X = check_data(X)
+        if variable_names is not None:
+            names = [str(v) for v in variable_names]
+        if names is not None:
+            if len(names) != X.shape[1]:
+                raise ValueError(f"`variable_names` has {len(names)} names for {X.shape[1]} features.")
+            bad = [n for n in names if not n.isidentifier() or n in _SYMPY_NAMES]
+            if bad:
+                raise ValueError(
+                    f"Variable names {bad} clash with SymPy functions/constants or are not "
+                    "identifiers; rename them (e.g. 'x_' + name)."
+                )
+        y_names = None
+        if isinstance(y, pd.DataFrame):
+            y_names = [str(c) for c in y.columns]
+            y = y.to_numpy()
+        elif isinstance(y, pd.Series):
+            y = y.to_numpy()
+        y = np.asarray(y)
+        if y.dtype == object or not np.issubdtype(y.dtype, np.number):
+            raise TypeError(f"`y` must hold numbers, got dtype {y.dtype}.")
+        if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"`y` must be [rows] or [rows, outputs] with {X.shape[0]} rows, got shape {y.shape}."
+            )
+        if not np.all(np.isfinite(y)):
+            raise ValueError("`y` contains NaN or inf; drop those rows before fitting.")
+        const_cols = [i for i in range(X.shape[1]) if X.shape[0] > 1 and np.all(X[:, i] == X[0, i])]
+        if const_cols and self.verbosity > 0:
+            print(f"Note: feature(s) {const_cols} are constant in X.", file=sys.stderr)
+        return X, y, names, y_names
+
+    def fit(self, X, y, *, weights=None, variable_names=None, Xresampled=None,
+            complexity_of_variables=None, X_units=None, y_units=None, category=None):
+        """Search for equations `y ≈ f(X)`; one search per output column of `y`."""
+        for name, value in (("Xresampled", Xresampled), ("X_units", X_units),
+                            ("y_units", y_units), ("category", category)):
+            if value is not None:
+                raise ValueError(f"`{name}` is not supported yet; leave it as None.")
+        X, y, names, y_names = self._validate_xy(X, y, variable_names)
+        if weights is not None:
+            weights = np.asarray(weights, dtype=np.float64)
+            if weights.shape[0] != X.shape[0] or not np.all(np.isfinite(weights)) or np.any(weights < 0):
+                raise ValueError("`weights` must be finite, non-negative, one per row of X.")
+        params = self.get_params()
+        opts, dtype = build_search_options(params, X.shape[1], complexity_of_variables)
+        self.n_features_in_ = X.shape[1]
+        self.feature_names_in_ = np.array(names if names else [f"x{i}" for i in range(X.shape[1])],
+                                          dtype=object)
+        self.nout_ = 1 if y.ndim == 1 else y.shape[1]
+        self.y_names_ = y_names
+        Y = y.reshape(len(y), -1)
+        if self.warm_start and hasattr(self, "search_states_"):
+            if getattr(self, "search_options_", None) != opts:
+                raise ValueError(
+                    "`warm_start=True` needs the same search options as the previous fit "
+                    "(operators, maxsize, populations...); refit with warm_start=False."
+                )
+            states = self.search_states_
+        else:
+            states = [None] * self.nout_
+        self.search_options_ = opts
+        self.operators_ = opts.operators
+        if self.temp_equation_file:
+            import tempfile
+
+            self.output_directory_ = tempfile.mkdtemp(prefix="symjax_sr_", dir=self.tempdir)
+        else:
+            self.output_directory_ = self.output_directory or "outputs"
+        self.run_id_ = self.run_id or time.strftime("%Y%m%d_%H%M%S_") + "%06x" % np.random.randint(16**6)
+        ctx = jax.enable_x64(True) if dtype == np.float64 else contextlib.nullcontext()
+        self.search_states_, self.equations_list_, self.fit_info_ = [], [], []
+        with ctx:
+            jdtype = jnp.float64 if dtype == np.float64 else jnp.float32
+            evaluator = self._choose_evaluator(opts, X, Y[:, 0], jdtype)
+            for j in range(self.nout_):
+                result = run_search(
+                    X, Y[:, j], opts, weights=weights, niterations=int(self.niterations),
+                    random_state=self.random_state, timeout_in_seconds=self.timeout_in_seconds,
+                    max_evals=self.max_evals, early_stop_condition=self.early_stop_condition,
+                    evaluator=evaluator, callback=self._callback(j), state=states[j], dtype=jdtype,
+                )
+                self.search_states_.append(result.state)
+                self.equations_list_.append(self._table(result.hall_of_fame))
+                self.fit_info_.append({
+                    "iterations": result.iterations, "num_evals": result.num_evals,
+                    "wall_s": result.wall_s, "compile_s": result.compile_s,
+                    "stopped_because": result.stopped_because, "evaluator": evaluator,
+                })
+                if self.verbosity > 0:
+                    print(f"[output {j}] {result.iterations} iterations, {result.num_evals:.3g} "
+                          f"evaluations in {result.wall_s:.1f} s (compile {result.compile_s:.1f} s, "
+                          f"{result.num_evals / max(result.wall_s, 1e-9):.3g} evals/s); "
+                          f"stopped: {result.stopped_because}.", file=sys.stderr)
+        self._write_files()
+        return self
+
+    def _choose_evaluator(self, opts, X, y, dtype):
+        if self.evaluator != "auto":
+            return self.evaluator
+        pop = random_population(jax.random.key(0), 256, opts.operators, opts.n_features,
+                                opts.length, opts.const_slots, min_size=1, max_size=opts.maxsize,
+                                dtype=dtype)
+        name, timings = choose_evaluator(opts.operators, pop, jnp.asarray(X.T, dtype), jnp.asarray(y, dtype))
+        if self.verbosity > 0:
+            shown = ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in timings.items())
+            print(f"evaluator: {name} ({shown} per 256 expressions)", file=sys.stderr)
+        return name
+
+    def _callback(self, j):
+        last = {"t": 0.0}
+
+        def cb(state, info):
+            if self.verbosity > 0 and self.progress and time.time() - last["t"] > 2.0:
+                last["t"] = time.time()
+                print(f"[output {j}] iteration {info['iteration']}: best loss {info['best_loss']:.4g}, "
+                      f"{info['evals_per_s']:.3g} evals/s", file=sys.stderr)
+            self._write_hof_now(j, state)
+
+        return cb
+
+    # -------------------------------------------------------------------------- results
+
+    def _table(self, entries) -> pd.DataFrame:
+        return equations_table(entries, self.operators_, list(self.feature_names_in_),
+                               self.search_options_.loss_scale)
+
+    @property
+    def equations_(self):
+        """PySR's equations table (a list of tables for multi-output fits)."""
+        self._check_fitted()
+        tables = []
+        for t in self.equations_list_:
+            t = t.copy()
+            if len(t):
+                t["_chosen"] = False
+                t.loc[t.index[select_index(t["loss"], t["score"], self.model_selection)], "_chosen"] = True
+            tables.append(t)
+        return tables[0] if self.nout_ == 1 else tables
+
+    def _check_fitted(self):
+        if not hasattr(self, "equations_list_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("This PySRRegressor is not fitted yet; call `fit(X, y)` first.")
+
+    def _rows(self, index):
+        self._check_fitted()
+        out = []
+        for j, table in enumerate(self.equations_list_):
+            if len(table) == 0:
+                raise RuntimeError(f"The search for output {j} found no finite-loss equation.")
+            idx = index[j] if isinstance(index, (list, tuple)) else index
+            if idx is None:
+                idx = select_index(table["loss"], table["score"], self.model_selection)
+            out.append(table.iloc[int(idx)])
+        return out
+
+    def get_best(self, index=None):
+        """The chosen row (a list of rows for multi-output fits)."""
+        rows = self._rows(index)
+        return rows[0] if self.nout_ == 1 else rows
+
+    def get_hof(self):
+        return self.equations_
+
+    def predict(self, X, index=None):
+        """Predictions of the chosen equation(s), NaN where an operator leaves its domain."""
+        self._check_fitted()
+        if isinstance(X, pd.DataFrame):
+            X = X.to_numpy()
+        X = check_data(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features; the model was fitted on {self.n_features_in_}.")
+        preds = [row["lambda_format"](X) for row in self._rows(index)]
+        return preds[0] if self.nout_ == 1 else np.stack(preds, axis=1)
+
+    def sympy(self, index=None):
+        rows = self._rows(index)
+        return rows[0]["sympy_format"] if self.nout_ == 1 else [r["sympy_format"] for r in rows]
+
+    def latex(self, index=None, precision: int = 3):
+        rows = self._rows(index)
+        out = [tree_to_latex(r["tree"], self.operators_, list(self.feature_names_in_), precision)
+               for r in rows]
+        return out[0] if self.nout_ == 1 else out
+
+    def latex_table(self, indices=None, precision: int = 3,
+                    columns=("equation", "complexity", "loss", "score")):
+        """A booktabs LaTeX table of the equations (PySR's `latex_table`)."""
+        self._check_fitted()
+        from ._equations import latex_table
+
+        return latex_table(self.equations_list_, self.operators_, list(self.feature_names_in_),
+                           indices, precision, columns)
+
+    def jax(self, index=None):
+        """PySR's contract: `{"callable": f, "parameters": p}` with `f(X, p)` differentiable."""
+        from ._equations import jax_callable
+
+        rows = self._rows(index)
+        out = [jax_callable(r["tree"], self.operators_) for r in rows]
+        return out[0] if self.nout_ == 1 else out
+
+    def _write_hof_now(self, j, state):
+        table = self._table(hall_of_fame_entries(state))
+        write_hall_of_fame(self._run_dir(j), table)
+
+    def _run_dir(self, j):
+        import os
+
+        base = os.path.join(self.output_directory_, self.run_id_)
+        return base if self.nout_ == 1 else os.path.join(base, f"output{j + 1}")
+
+    def _write_files(self):
+        for j, table in enumerate(self.equations_list_):
+            write_hall_of_fame(self._run_dir(j), table)
+
+    def __repr__(self):
+        if not hasattr(self, "equations_list_"):
+            return "PySRRegressor(unfitted)"
+        eq = self.equations_
+        tables = eq if isinstance(eq, list) else [eq]
+        lines = ["PySRRegressor.equations_ = ["]
+        for j, t in enumerate(tables):
+            if self.nout_ > 1:
+                lines.append(f"  output {j}:")
+            cols = t[["complexity", "loss", "score", "equation"]].copy()
+            cols.insert(0, "pick", np.where(t["_chosen"], ">>>>", ""))
+            lines.append(cols.to_string(index=False))
+        lines.append("]")
+        return "\n".join(lines)
