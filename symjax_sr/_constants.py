@@ -107,8 +107,9 @@ class ConstantOptions:
             )
         canonical = _ALGORITHM_ALIASES.get(self.algorithm.strip().lower(), self.algorithm)
         if canonical not in _ALGORITHMS:
-            close = difflib.get_close_matches(self.algorithm, list(_ALGORITHMS), n=1, cutoff=0.3)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            lower = {a.lower(): a for a in _ALGORITHMS}
+            close = difflib.get_close_matches(self.algorithm.lower(), list(lower), n=1, cutoff=0.3)
+            hint = f" Did you mean {lower[close[0]]!r}?" if close else ""
             raise ValueError(
                 f"Unknown `optimizer_algorithm` {self.algorithm!r}.{hint} Valid: "
                 f"{', '.join(repr(a) for a in _ALGORITHMS)}."

@@ -8,6 +8,7 @@ calls the user's callback (progress printing, checkpointing).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import math
@@ -101,6 +102,24 @@ _INIT = jax.jit(init_state, static_argnames=("evaluator", "opts"))
 _BASELINE = jax.jit(baseline_loss, static_argnames=("evaluator", "opts"))
 
 
+_COMPILED: collections.OrderedDict = collections.OrderedDict()
+_COMPILED_MAX = 8  # bounded: every compiled program holds executable memory
+
+
+def _compiled_iteration(state, ev, data, opts):
+    """The AOT-compiled iteration for these options and shapes, reused across fits."""
+    leaves, treedef = jax.tree.flatten((state, data))
+    key = (opts, ev, treedef, tuple((jnp.shape(x), str(jnp.result_type(x))) for x in leaves))
+    if key in _COMPILED:
+        _COMPILED.move_to_end(key)
+        return _COMPILED[key]
+    compiled = _ITERATION.lower(state, ev, data, opts, jnp.int32(opts.maxsize)).compile()
+    _COMPILED[key] = compiled
+    if len(_COMPILED) > _COMPILED_MAX:
+        _COMPILED.popitem(last=False)
+    return compiled
+
+
 def _early_stop(condition, entries: list[HofEntry]) -> bool:
     if condition is None:
         return False
@@ -149,7 +168,7 @@ def run_search(
     if state is None:
         key = jax.random.key(0 if random_state is None else int(random_state), impl="rbg")
         state = _INIT(key, ev, data, opts, jnp.int32(_cur_maxsize(opts, 0, niterations)))
-    compiled = _ITERATION.lower(state, ev, data, opts, jnp.int32(opts.maxsize)).compile()
+    compiled = _compiled_iteration(state, ev, data, opts)
     compile_s = time.perf_counter() - t0
     start = time.perf_counter()
     num_evals = 0.0
