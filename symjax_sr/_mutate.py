@@ -108,10 +108,40 @@ def _concat(a: Nodes, b: Nodes) -> Nodes:
     )
 
 
-def _pick(key, mask):
-    """A uniformly random index where `mask` holds, and whether there was one."""
-    logits = jnp.where(mask, 0.0, -jnp.inf)
-    return jax.random.categorical(key, logits), mask.any()
+class Draws(NamedTuple):
+    """All the randomness one mutation may use, drawn at once (a small graph, fast).
+
+    `u`: uniforms for decisions; `pick`: two uniform vectors over node positions, whose
+    masked argmax picks a uniformly random node; `z`: standard normals; `key`: for
+    `randomize`, which draws a whole tree.
+    """
+
+    u: Float[Array, " 8"]
+    pick: Float[Array, "2 M"]
+    z: Float[Array, " 2"]
+    key: Array
+
+    @classmethod
+    def make(cls, key, L: int, dtype=jnp.float32) -> Draws:
+        k1, k2, k3, k4 = jax.random.split(key, 4)
+        return cls(
+            jax.random.uniform(k1, (8,), dtype),
+            jax.random.uniform(k2, (2, L), dtype),
+            jax.random.normal(k3, (2,), dtype),
+            k4,
+        )
+
+    def bern(self, i: int, p=0.5):
+        return self.u[i] < p
+
+    def randint(self, i: int, lo, hi):
+        """Uniform integer in [lo, hi)."""
+        return jnp.clip(lo + jnp.floor(self.u[i] * (hi - lo)), lo, jnp.maximum(hi - 1, lo)).astype(jnp.int32)
+
+    def choose(self, j: int, mask):
+        """A uniformly random index where `mask` holds, and whether there was one."""
+        m = mask.shape[0]
+        return jnp.argmax(jnp.where(mask, self.pick[j, :m], -1.0)), mask.any()
 
 
 class Context(NamedTuple):
@@ -124,32 +154,30 @@ class Context(NamedTuple):
     probability_negate_constant: float
 
 
-def _random_leaf(key, ctx: Context, dtype):
-    k1, k2, k3 = jax.random.split(key, 3)
-    is_const = jax.random.bernoulli(k1)
+def _random_leaf(r: Draws, i: int, ctx: Context, dtype):
+    """A fresh leaf from `r.u[i]`, `r.u[i + 1]`, `r.z[i // 2]`: constant or variable, 50/50."""
+    is_const = r.bern(i)
     op = jnp.where(is_const, CONST, VAR)
-    arg = jnp.where(is_const, 0, jax.random.randint(k2, (), 0, ctx.n_features))
-    val = jnp.where(is_const, jax.random.normal(k3, (), dtype), 0.0)
+    arg = jnp.where(is_const, 0, r.randint(i + 1, 0, ctx.n_features))
+    val = jnp.where(is_const, r.z[(i // 2) % 2].astype(dtype), 0.0)
     return op, arg, val
 
 
-def _random_op(key, ctx: Context):
-    """A random operator (binary with probability n_binary / n_operators) and its arity."""
+def _random_op(r: Draws, i: int, ctx: Context):
+    """A uniformly random operator and its arity."""
     ops = ctx.operators
-    codes = jnp.array([FIRST_OP + i for i in range(len(ops))])
-    op = codes[jax.random.randint(key, (), 0, len(ops))]
+    op = FIRST_OP + r.randint(i, 0, len(ops))
     return op, jnp.asarray(ops.arity_table)[op]
 
 
-def _new_nodes(key, ctx: Context, dtype, leaves: int = 2) -> tuple[Nodes, Array, Array]:
+def _new_nodes(r: Draws, ctx: Context, dtype, leaves: int = 2) -> tuple[Nodes, Array, Array]:
     """A buffer of fresh nodes: `leaves` random leaves then one random operator."""
-    keys = jax.random.split(key, leaves + 1)
-    lop, larg, lval = jax.vmap(lambda k: _random_leaf(k, ctx, dtype))(keys[:leaves])
-    op, arity = _random_op(keys[-1], ctx)
+    made = [_random_leaf(r, 2 * i, ctx, dtype) for i in range(leaves)]
+    op, arity = _random_op(r, 4, ctx)
     buf = Nodes(
-        jnp.concatenate([lop, op[None]]),
-        jnp.concatenate([larg, jnp.zeros((1,), jnp.int32)]),
-        jnp.concatenate([lval, jnp.zeros((1,), dtype)]),
+        jnp.stack([m[0] for m in made] + [op]).astype(jnp.int32),
+        jnp.stack([m[1] for m in made] + [jnp.int32(0)]).astype(jnp.int32),
+        jnp.stack([m[2] for m in made] + [jnp.zeros((), dtype)]).astype(dtype),
         jnp.int32(leaves + 1),
     )
     return buf, op, arity
@@ -158,36 +186,34 @@ def _new_nodes(key, ctx: Context, dtype, leaves: int = 2) -> tuple[Nodes, Array,
 # ------------------------------------------------------------------------------ mutations
 
 
-def mutate_constant(key, t: Nodes, ctx: Context, temperature):
-    k1, k2, k3, k4 = jax.random.split(key, 4)
-    i, any_const = _pick(k1, t.op == CONST)
+def mutate_constant(r: Draws, t: Nodes, ctx: Context, temperature):
+    i, any_const = r.choose(0, t.op == CONST)
     max_change = ctx.perturbation_factor * temperature + 1.1
-    factor = max_change ** jax.random.uniform(k2, dtype=t.val.dtype)
-    factor = jnp.where(jax.random.bernoulli(k3), factor, 1.0 / factor)
+    factor = max_change ** r.u[0].astype(t.val.dtype)
+    factor = jnp.where(r.bern(1), factor, 1.0 / factor)
     # PySR's docstring: negate with probability `probability_negate_constant`.
-    sign = jnp.where(jax.random.bernoulli(k4, ctx.probability_negate_constant), -1.0, 1.0)
+    sign = jnp.where(r.bern(2, ctx.probability_negate_constant), -1.0, 1.0)
     val = t.val.at[i].multiply(factor * sign)
     return t._replace(val=val), any_const
 
 
-def mutate_operator(key, t: Nodes, ctx: Context, temperature):
-    k1, k2 = jax.random.split(key)
+def mutate_operator(r: Draws, t: Nodes, ctx: Context, temperature):
     arity_table = jnp.asarray(ctx.operators.arity_table)
-    i, found = _pick(k1, t.op >= FIRST_OP)
+    i, found = r.choose(0, t.op >= FIRST_OP)
     arity = arity_table[t.op[i]]
     codes = jnp.arange(FIRST_OP, ctx.operators.num_opcodes)
     same = (arity_table[codes] == arity) & (codes != t.op[i])
-    j, other = _pick(k2, same)
-    return t._replace(op=t.op.at[i].set(codes[j].astype(t.op.dtype))), found & other
+    # a uniform choice among the other operators of the same arity
+    j = jnp.argmax(jnp.where(same, r.pick[1, : codes.shape[0]], -1.0))
+    return t._replace(op=t.op.at[i].set(codes[j].astype(t.op.dtype))), found & same.any()
 
 
-def mutate_feature(key, t: Nodes, ctx: Context, temperature):
-    k1, k2 = jax.random.split(key)
-    i, found = _pick(k1, t.op == VAR)
+def mutate_feature(r: Draws, t: Nodes, ctx: Context, temperature):
+    i, found = r.choose(0, t.op == VAR)
     if ctx.n_features == 1:
         return t, jnp.bool_(False)
     # a different feature, uniformly
-    new = jax.random.randint(k2, (), 0, ctx.n_features - 1)
+    new = r.randint(0, 0, ctx.n_features - 1)
     new = jnp.where(new >= t.arg[i], new + 1, new)
     return t._replace(arg=t.arg.at[i].set(new)), found
 
@@ -198,18 +224,17 @@ def _children(start, i):
     return (start[i], right_start - start[i]), (right_start, i - right_start)
 
 
-def swap_operands(key, t: Nodes, ctx: Context, temperature):
+def swap_operands(r: Draws, t: Nodes, ctx: Context, temperature):
     arity = jnp.asarray(ctx.operators.arity_table)[t.op]
     _, start, _ = structure(t.op, ctx.operators.arity_table)
-    i, found = _pick(key, arity == 2)
+    i, found = r.choose(0, arity == 2)
     (ls, ll), (rs, rl) = _children(start, i)
     out, _ = assemble(t, [0, rs, ls, i], [ls, rl, ll, t.n - i], t.op.shape[0])
     return out, found
 
 
-def rotate_tree(key, t: Nodes, ctx: Context, temperature):
+def rotate_tree(r: Draws, t: Nodes, ctx: Context, temperature):
     """R(.., P(.., g, ..), ..) -> P(.., R(.., g, ..), ..), as PySR's `randomly_rotate_tree!`."""
-    k1, k2, k3 = jax.random.split(key, 3)
     arity = jnp.asarray(ctx.operators.arity_table)[t.op]
     _, start, _ = structure(t.op, ctx.operators.arity_table)
     L = t.op.shape[0]
@@ -220,13 +245,11 @@ def rotate_tree(key, t: Nodes, ctx: Context, temperature):
     left_child = jnp.maximum(start[right_child] - 1, 0)
     right_is_op = is_op & is_op[right_child]
     left_is_op = (arity == 2) & is_op & is_op[left_child]
-    r, found = _pick(k1, right_is_op | left_is_op)
+    rr, found = r.choose(0, right_is_op | left_is_op)
     # pivot: the right/only child (index arity-1) or the left child (index 0) of R
-    use_left = jnp.where(
-        right_is_op[r] & left_is_op[r], jax.random.bernoulli(k2), left_is_op[r] & ~right_is_op[r]
-    )
-    p = jnp.where(use_left, left_child[r], right_child[r])
-    g_idx = jax.random.randint(k3, (), 0, jnp.maximum(arity[p], 1))
+    use_left = jnp.where(right_is_op[rr] & left_is_op[rr], r.bern(0), left_is_op[rr] & ~right_is_op[rr])
+    p = jnp.where(use_left, left_child[rr], right_child[rr])
+    g_idx = r.randint(1, 0, jnp.maximum(arity[p], 1))
 
     def child_ranges(i):
         # (first, second) child ranges of node i; for unary the child is "first".
@@ -236,9 +259,9 @@ def rotate_tree(key, t: Nodes, ctx: Context, temperature):
         second = (jnp.where(unary, 0, rs), jnp.where(unary, 0, rl))
         return first, second
 
-    (r1s, r1l), (r2s, r2l) = child_ranges(r)
+    (r1s, r1l), (r2s, r2l) = child_ranges(rr)
     (p1s, p1l), (p2s, p2l) = child_ranges(p)
-    pivot_first = (arity[r] == 1) | use_left  # P is R's first child
+    pivot_first = (arity[rr] == 1) | use_left  # P is R's first child
     g_first = g_idx == 0
     gs, gl = jnp.where(g_first, p1s, p2s), jnp.where(g_first, p1l, p2l)
     # R' = [R-first or g] [R-second or g] R ; P' = [P-first or R'] [P-second or R'] P
@@ -246,50 +269,51 @@ def rotate_tree(key, t: Nodes, ctx: Context, temperature):
     ra = (jnp.where(pivot_first, r2s, gs), jnp.where(pivot_first, r2l, gl))
     pb_s, pb_l = jnp.where(g_first, 0, p1s), jnp.where(g_first, 0, p1l)
     pa_s, pa_l = jnp.where(g_first, p2s, 0), jnp.where(g_first, p2l, 0)
-    s0 = start[r]
-    starts = [0, pb_s, rb[0], ra[0], r, pa_s, p, r + 1]
-    lengths = [s0, pb_l, rb[1], ra[1], 1, pa_l, 1, t.n - r - 1]
+    s0 = start[rr]
+    starts = [0, pb_s, rb[0], ra[0], rr, pa_s, p, rr + 1]
+    lengths = [s0, pb_l, rb[1], ra[1], 1, pa_l, 1, t.n - rr - 1]
     out, _ = assemble(t, starts, lengths, L)
     return out, found
 
 
-def add_node(key, t: Nodes, ctx: Context, temperature):
+def add_node(r: Draws, t: Nodes, ctx: Context, temperature):
     """Append (replace a random leaf by a new operator over fresh leaves) or prepend
     (a new root over the tree and a fresh leaf), with equal probability."""
-    k1, k2, k3, k4 = jax.random.split(key, 4)
     L = t.op.shape[0]
-    buf, op, arity = _new_nodes(k2, ctx, t.val.dtype)
+    buf, op, arity = _new_nodes(r, ctx, t.val.dtype)
     src = _concat(t, buf)
-    # append: leaf j -> op(new leaves)
+    do_append, tree_left = r.bern(5), r.bern(6)
+    # append: leaf j -> op(new leaves): [0, j) + leaves + op + (j, n)
     arity_all = jnp.asarray(ctx.operators.arity_table)[t.op]
-    j, _ = _pick(k3, (arity_all == 0) & (jnp.arange(L) < t.n))
-    nleaves = arity
-    append, fits_a = assemble(src, [0, L + 2 - nleaves, L + 2, j + 1], [j, nleaves, 1, t.n - j - 1], L)
-    # prepend: op(tree, leaf) / op(leaf, tree) / op(tree)
-    tree_left = jax.random.bernoulli(k4)
-    prepend_bin_l, fb1 = assemble(src, [0, L, L + 2], [t.n, 1, 1], L)
-    prepend_bin_r, fb2 = assemble(src, [L, 0, L + 2], [1, t.n, 1], L)
-    prepend_un, fu = assemble(src, [0, L + 2], [t.n, 1], L)
-    prepend = jax.tree.map(
-        lambda a, b, c: jnp.where(arity == 1, c, jnp.where(tree_left, a, b)),
-        prepend_bin_l, prepend_bin_r, prepend_un,
+    j, _ = r.choose(0, (arity_all == 0) & (jnp.arange(L) < t.n))
+    # prepend: op(tree, leaf) / op(leaf, tree) / op(tree): [0, n) and one fresh leaf, then op
+    leaf_len = jnp.where(arity == 2, 1, 0)
+    first_s = jnp.where(tree_left, 0, L)
+    first_l = jnp.where(tree_left, t.n, leaf_len)
+    second_s = jnp.where(tree_left, L, 0)
+    second_l = jnp.where(tree_left, leaf_len, t.n)
+    starts = jnp.where(
+        do_append,
+        jnp.stack([0, L + 2 - arity, L + 2, j + 1]),
+        jnp.stack([first_s, second_s, L + 2, 0]),
     )
-    fits_p = jnp.where(arity == 1, fu, jnp.where(tree_left, fb1, fb2))
-    do_append = jax.random.bernoulli(k1)
-    out = jax.tree.map(lambda a, b: jnp.where(do_append, a, b), append, prepend)
-    return out, jnp.where(do_append, fits_a, fits_p)
+    lengths = jnp.where(
+        do_append,
+        jnp.stack([j, arity, 1, t.n - j - 1]),
+        jnp.stack([first_l, second_l, 1, 0]),
+    )
+    return assemble(src, starts, lengths, L)
 
 
-def insert_node(key, t: Nodes, ctx: Context, temperature):
+def insert_node(r: Draws, t: Nodes, ctx: Context, temperature):
     """A random node becomes a child of a new operator (PySR's `insert_random_op`)."""
-    k1, k2, k3 = jax.random.split(key, 3)
     L = t.op.shape[0]
     _, start, _ = structure(t.op, ctx.operators.arity_table)
-    buf, op, arity = _new_nodes(k2, ctx, t.val.dtype, leaves=1)
+    buf, op, arity = _new_nodes(r, ctx, t.val.dtype, leaves=1)
     src = _concat(t, buf)
-    i, _ = _pick(k1, jnp.arange(L) < t.n)
+    i, _ = r.choose(0, jnp.arange(L) < t.n)
     s = start[i]
-    sub_first = jax.random.bernoulli(k3) | (arity == 1)
+    sub_first = r.bern(5) | (arity == 1)
     leaf_len = jnp.where(arity == 2, 1, 0)
     starts = [0, jnp.where(sub_first, s, L), jnp.where(sub_first, L, s), L + 1, i + 1]
     lengths = [
@@ -302,42 +326,40 @@ def insert_node(key, t: Nodes, ctx: Context, temperature):
     return assemble(src, starts, lengths, L)
 
 
-def delete_node(key, t: Nodes, ctx: Context, temperature):
+def delete_node(r: Draws, t: Nodes, ctx: Context, temperature):
     """A random node is replaced by one of its children, a leaf by a fresh leaf."""
-    k1, k2, k3 = jax.random.split(key, 3)
     L = t.op.shape[0]
     arity = jnp.asarray(ctx.operators.arity_table)[t.op]
     _, start, _ = structure(t.op, ctx.operators.arity_table)
-    i, _ = _pick(k1, jnp.arange(L) < t.n)
-    lop, larg, lval = _random_leaf(k2, ctx, t.val.dtype)
+    i, _ = r.choose(0, jnp.arange(L) < t.n)
+    lop, larg, lval = _random_leaf(r, 2, ctx, t.val.dtype)
     leaf = Nodes(lop[None], larg[None], lval[None], jnp.int32(1))
     src = _concat(t, leaf)
     (ls, ll), (rs, rl) = _children(start, i)
-    keep_left = jax.random.bernoulli(k3)
+    keep_left = r.bern(5)
     cs = jnp.select([arity[i] == 0, arity[i] == 1, keep_left], [L, start[i], ls], rs)
     cl = jnp.select([arity[i] == 0, arity[i] == 1, keep_left], [1, i - start[i], ll], rl)
     return assemble(src, [0, cs, i + 1], [start[i], cl, t.n - i - 1], L)
 
 
-def randomize(key, t: Nodes, ctx: Context, temperature, curmaxsize):
+def randomize(r: Draws, t: Nodes, ctx: Context, temperature, curmaxsize):
     from ._random import random_tree
 
-    k1, k2 = jax.random.split(key)
-    size = jax.random.randint(k1, (), 1, jnp.maximum(curmaxsize, 1) + 1)
+    size = r.randint(0, 1, jnp.maximum(curmaxsize, 1) + 1)
     op, arg, const = random_tree(
-        k2, size, ctx.operators, ctx.n_features, t.op.shape[0], ctx.nconst, t.val.dtype
+        r.key, size, ctx.operators, ctx.n_features, t.op.shape[0], ctx.nconst, t.val.dtype
     )
     return to_nodes(op, arg, const), jnp.bool_(True)
 
 
 def crossover(key, a: Nodes, b: Nodes, ctx: Context):
     """Swap a random subtree of `a` with a random subtree of `b`: two children."""
-    k1, k2 = jax.random.split(key)
     L = a.op.shape[0]
+    pick = jax.random.uniform(key, (2, L))
     _, sa, _ = structure(a.op, ctx.operators.arity_table)
     _, sb, _ = structure(b.op, ctx.operators.arity_table)
-    i, _ = _pick(k1, jnp.arange(L) < a.n)
-    j, _ = _pick(k2, jnp.arange(L) < b.n)
+    i = jnp.argmax(jnp.where(jnp.arange(L) < a.n, pick[0], -1.0))
+    j = jnp.argmax(jnp.where(jnp.arange(L) < b.n, pick[1], -1.0))
     src_ab = _concat(a, b)
     src_ba = _concat(b, a)
     c1, f1 = assemble(src_ab, [0, L + sb[j], i + 1], [sa[i], j - sb[j] + 1, a.n - i - 1], L)
@@ -348,23 +370,30 @@ def crossover(key, a: Nodes, b: Nodes, ctx: Context):
 # ------------------------------------------------------------------------------ dispatch
 
 
-def mutate(key, kind, t: Nodes, ctx: Context, temperature, curmaxsize, simplify_fn):
-    """Apply mutation number `kind` (index into `MUTATIONS`)."""
+def mutate(key, kind, t: Nodes, ctx: Context, temperature, curmaxsize):
+    """Apply mutation number `kind` (index into `MUTATIONS`).
+
+    `simplify` and `optimize` leave the tree as it is here: every member is simplified
+    (`should_simplify`) and a fraction has its constants fitted (`optimize_probability`)
+    at the end of each iteration, which is where PySR spends that effort too.
+    """
+    r = Draws.make(key, max(t.op.shape[0], len(ctx.operators)), t.val.dtype)
+    keep = lambda r, t: (t, jnp.bool_(True))  # noqa: E731
     branches = [
-        lambda k, t: mutate_constant(k, t, ctx, temperature),
-        lambda k, t: mutate_operator(k, t, ctx, temperature),
-        lambda k, t: mutate_feature(k, t, ctx, temperature),
-        lambda k, t: swap_operands(k, t, ctx, temperature),
-        lambda k, t: rotate_tree(k, t, ctx, temperature),
-        lambda k, t: add_node(k, t, ctx, temperature),
-        lambda k, t: insert_node(k, t, ctx, temperature),
-        lambda k, t: delete_node(k, t, ctx, temperature),
-        lambda k, t: (simplify_fn(t), jnp.bool_(True)),
-        lambda k, t: randomize(k, t, ctx, temperature, curmaxsize),
-        lambda k, t: (t, jnp.bool_(True)),
-        lambda k, t: (t, jnp.bool_(True)),  # optimize: constants are fitted after the cycle
+        lambda r, t: mutate_constant(r, t, ctx, temperature),
+        lambda r, t: mutate_operator(r, t, ctx, temperature),
+        lambda r, t: mutate_feature(r, t, ctx, temperature),
+        lambda r, t: swap_operands(r, t, ctx, temperature),
+        lambda r, t: rotate_tree(r, t, ctx, temperature),
+        lambda r, t: add_node(r, t, ctx, temperature),
+        lambda r, t: insert_node(r, t, ctx, temperature),
+        lambda r, t: delete_node(r, t, ctx, temperature),
+        keep,  # simplify
+        lambda r, t: randomize(r, t, ctx, temperature, curmaxsize),
+        keep,  # do_nothing
+        keep,  # optimize
     ]
-    return jax.lax.switch(kind, branches, key, t)
+    return jax.lax.switch(kind, branches, r, t)
 
 
 def applicable(t: Nodes, ctx: Context, curmaxsize, size_limit_hit) -> Bool[Array, " mutations"]:

@@ -182,7 +182,6 @@ def _first_valid(ops, args, consts, oks):
 def _event(key, pop_i: Population, cost_i, cplx_i, freq_norm, temperature, curmaxsize, opts):
     """One regularised-evolution event on one island: up to two children."""
     ctx = _ctx(opts)
-    simp = lambda t: simplify(t, opts.operators)  # noqa: E731
     k_t1, k_t2, k_kind, k_mut, k_cx, k_is = jax.random.split(key, 6)
     a = _tournament(k_t1, cost_i, cplx_i, freq_norm, opts)
     b = _tournament(k_t2, cost_i, cplx_i, freq_norm, opts)
@@ -193,7 +192,7 @@ def _event(key, pop_i: Population, cost_i, cplx_i, freq_norm, temperature, curma
     A = opts.mutation_attempts
 
     def attempt_mutation(k):
-        child, fits = mutate(k, kind, ta, ctx, temperature, curmaxsize, simp)
+        child, fits = mutate(k, kind, ta, ctx, temperature, curmaxsize)
         return _finish(child, opts, curmaxsize, fits)
 
     m_op, m_arg, m_const, m_ok = _first_valid(*jax.vmap(attempt_mutation)(jax.random.split(k_mut, A)))
