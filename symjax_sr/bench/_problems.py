@@ -1,0 +1,151 @@
+"""Public benchmark problems: loading, sampling, and SRBench's symbolic-solution check.
+
+API:
+
+- `find_problems_file(path=None) -> Path`: `path`, else `$SYMJAX_SR_PROBLEMS`, else the
+  first `shared/benchmarks/problems.json` found walking up from the working directory
+  (then from this file).
+- `load_problems(path=None) -> dict[str, Problem]`: every problem of every suite, by name.
+- `Problem.sample(n, seed) -> (X [n, F] float64, y [n])`: uniform inputs in the stated
+  ranges, `y` from the SymPy truth plus relative Gaussian noise, as SRBench adds it
+  (standard deviation `noise * rms(y)`).
+- `Problem.truth() -> sympy.Expr` over plain symbols named like the variables.
+- `symbolically_equivalent(model, truth, digits=3) -> bool`: SRBench's "symbolic
+  solution": after rounding the model's constants, `truth - model` or `model / truth`
+  simplifies to a constant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import sympy
+
+__all__ = [
+    "Problem",
+    "find_problems_file",
+    "load_problems",
+    "symbolically_equivalent",
+    "round_constants",
+]
+
+_RELATIVE = Path("shared") / "benchmarks" / "problems.json"
+ENV_VAR = "SYMJAX_SR_PROBLEMS"
+
+
+def find_problems_file(path: str | os.PathLike | None = None) -> Path:
+    """Locate `problems.json` (see the module docstring for the search order)."""
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"`--problems` file {str(p)!r} does not exist.")
+        return p
+    env = os.environ.get(ENV_VAR)
+    if env:
+        p = Path(env)
+        if not p.is_file():
+            raise FileNotFoundError(f"${ENV_VAR} points to {env!r}, which does not exist.")
+        return p
+    for base in (Path.cwd(), Path(__file__).resolve().parent):
+        for d in (base, *base.parents):
+            if (d / _RELATIVE).is_file():
+                return d / _RELATIVE
+    raise FileNotFoundError(
+        f"Could not find {_RELATIVE} above {Path.cwd()}; pass `--problems FILE` or set "
+        f"${ENV_VAR}."
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    name: str
+    suite: str
+    formula: str
+    variables: tuple[tuple[str, float, float], ...]
+    n: int
+    noise: float = 0.0
+
+    @property
+    def variable_names(self) -> tuple[str, ...]:
+        return tuple(v for v, _, _ in self.variables)
+
+    def symbols(self) -> tuple[sympy.Symbol, ...]:
+        return tuple(sympy.Symbol(v) for v in self.variable_names)
+
+    def truth(self) -> sympy.Expr:
+        """The formula over plain symbols (so `gamma`, `I1`, `E` are variables, not SymPy's)."""
+        local = dict(zip(self.variable_names, self.symbols(), strict=True))
+        return sympy.sympify(self.formula, locals=local)
+
+    def evaluate(self, X: np.ndarray) -> np.ndarray:
+        f = sympy.lambdify(self.symbols(), self.truth(), "numpy")
+        with np.errstate(all="ignore"):
+            return np.asarray(f(*X.T), dtype=np.float64) * np.ones(X.shape[0])
+
+    def sample(self, n: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        n = self.n if n is None else n
+        rng = np.random.default_rng(seed)
+        lo = np.array([v[1] for v in self.variables], np.float64)
+        hi = np.array([v[2] for v in self.variables], np.float64)
+        X = rng.uniform(lo, hi, (n, len(self.variables)))
+        y = self.evaluate(X)
+        if self.noise:
+            y = y + rng.normal(0.0, self.noise * np.sqrt(np.mean(y**2)), n)
+        return X, y
+
+
+def load_problems(path: str | os.PathLike | None = None) -> dict[str, Problem]:
+    data = json.loads(find_problems_file(path).read_text())
+    out = {}
+    for suite, problems in data["suites"].items():
+        for p in problems:
+            out[p["name"]] = Problem(
+                name=p["name"], suite=suite, formula=p["formula"],
+                variables=tuple((k, float(lo), float(hi)) for k, (lo, hi) in p["variables"].items()),
+                n=int(p["n"]), noise=float(p.get("noise", 0.0)),
+            )
+    return out
+
+
+def round_constants(expr: sympy.Expr, digits: int = 3) -> sympy.Expr:
+    """SRBench's `round_floats`: floats below 1e-4 in magnitude become 0, others are
+    rounded to `digits` decimals (kept as exact rationals, so `log(x + 1.0)` and
+    `log(x + 1)` cancel)."""
+    repl = {}
+    for a in expr.atoms(sympy.Float):
+        r = 0.0 if abs(a) < 1e-4 else round(float(a), digits)
+        repl[a] = sympy.Rational(repr(r))
+    return expr.xreplace(repl)
+
+
+def _is_constant(expr: sympy.Expr) -> bool:
+    if expr.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
+        return False
+    if not expr.free_symbols:
+        return True
+    try:
+        return bool(expr.is_constant(simplify=False))
+    except (TypeError, ValueError, NotImplementedError, RecursionError):
+        return False
+
+
+def symbolically_equivalent(model: sympy.Expr, truth: sympy.Expr, digits: int = 3) -> bool:
+    """SRBench's symbolic-solution test (difference or ratio is a constant after rounding)."""
+    model = round_constants(sympy.sympify(model), digits)
+    if model.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo) or model == 0:
+        return False
+    for candidate in (truth - model, model / truth):
+        expr = round_constants(candidate, digits)
+        if _is_constant(expr):
+            return True
+        try:
+            expr = round_constants(sympy.simplify(expr), digits)
+        except (TypeError, ValueError, NotImplementedError, RecursionError):
+            continue
+        if _is_constant(expr):
+            return True
+    return False
