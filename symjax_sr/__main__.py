@@ -71,7 +71,23 @@ def _fit(args) -> int:
     return 0
 
 
+def _enable_compilation_cache() -> None:
+    """Keep compiled programs between runs of the command line (`SYMJAX_SR_CACHE=0` turns it off).
+
+    Only the command line does this; importing symjax_sr configures nothing.
+    """
+    import os
+
+    if os.environ.get("SYMJAX_SR_CACHE", "1") == "0" or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return
+    import jax
+
+    path = os.path.join(os.path.expanduser("~"), ".cache", "symjax_sr", "jax")
+    jax.config.update("jax_compilation_cache_dir", path)
+
+
 def main(argv=None) -> int:
+    _enable_compilation_cache()
     parser = argparse.ArgumentParser(prog="python -m symjax_sr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="fit a built-in problem and print the equations")

@@ -122,11 +122,11 @@ def random_population(
     def one(k):
         k_size, k_tree = jax.random.split(k)
         size = jax.random.randint(k_size, (), min_size, max_size + 1)
+        if maxdepth is None:
+            return random_tree(k_tree, size, operators, n_features, length, nconst, dtype)
         ops, args, consts = jax.vmap(
             lambda kk: random_tree(kk, size, operators, n_features, length, nconst, dtype)
         )(jax.random.split(k_tree, candidates))
-        if maxdepth is None:
-            return ops[0], args[0], consts[0]
         depth = jax.vmap(lambda o: structure(o, arity)[2].max())(ops)
         fits = depth <= maxdepth
         idx = jnp.argmax(fits)

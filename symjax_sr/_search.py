@@ -18,6 +18,7 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ._constants import optimize_constants, population_loss, select_members
@@ -180,49 +181,84 @@ def _first_valid(ops, args, consts, oks):
 
 
 def _event(key, pop_i: Population, cost_i, cplx_i, freq_norm, temperature, curmaxsize, opts):
-    """One regularised-evolution event on one island: up to two children."""
+    """One regularised-evolution event on one island: parents, and the mutated child.
+
+    Crossover children are made afterwards, for the events that chose crossover only
+    (`_crossovers`), so that the rare crossover costs nothing on every other event.
+    """
     ctx = _ctx(opts)
-    k_t1, k_t2, k_kind, k_mut, k_cx, k_is = jax.random.split(key, 6)
+    k_t1, k_t2, k_kind, k_mut, k_is = jax.random.split(key, 5)
     a = _tournament(k_t1, cost_i, cplx_i, freq_norm, opts)
     b = _tournament(k_t2, cost_i, cplx_i, freq_norm, opts)
     ta = to_nodes(pop_i.op[a], pop_i.arg[a], pop_i.const[a])
-    tb = to_nodes(pop_i.op[b], pop_i.arg[b], pop_i.const[b])
     kind = _choose_mutation(k_kind, ta, ctx, opts, curmaxsize, cplx_i[a])
-
-    A = opts.mutation_attempts
 
     def attempt_mutation(k):
         child, fits = mutate(k, kind, ta, ctx, temperature, curmaxsize)
         return _finish(child, opts, curmaxsize, fits)
 
-    m_op, m_arg, m_const, m_ok = _first_valid(*jax.vmap(attempt_mutation)(jax.random.split(k_mut, A)))
-
-    def attempt_crossover(k):
-        c1, c2, fits = crossover(k, ta, tb, ctx)
-        o1, a1, k1_, ok1 = _finish(c1, opts, curmaxsize, fits)
-        o2, a2, k2_, ok2 = _finish(c2, opts, curmaxsize, fits)
-        return o1, a1, k1_, o2, a2, k2_, ok1 & ok2
-
-    cx = jax.vmap(attempt_crossover)(jax.random.split(k_cx, A))
-    ci = jnp.argmax(cx[6])
-    cx_ok = cx[6].any()
+    if opts.mutation_attempts == 1:
+        m_op, m_arg, m_const, m_ok = attempt_mutation(k_mut)
+    else:
+        keys = jax.random.split(k_mut, opts.mutation_attempts)
+        m_op, m_arg, m_const, m_ok = _first_valid(*jax.vmap(attempt_mutation)(keys))
     is_cx = jax.random.bernoulli(k_is, opts.crossover_probability)
-    child1 = (
-        jnp.where(is_cx, cx[0][ci], m_op),
-        jnp.where(is_cx, cx[1][ci], m_arg),
-        jnp.where(is_cx, cx[2][ci], m_const),
-    )
-    child2 = (cx[3][ci], cx[4][ci], cx[5][ci])
-    ok1 = jnp.where(is_cx, cx_ok, m_ok)
-    ok2 = is_cx & cx_ok
-    return child1, child2, ok1, ok2, is_cx, a, kind
+    return (m_op, m_arg, m_const), m_ok, is_cx, a, b, kind
+
+
+def crossover_capacity(opts: SearchOptions) -> int:
+    """Crossovers computed per cycle: the expected count plus four standard deviations."""
+    m = opts.populations * opts.events_per_cycle * opts.crossover_probability
+    return max(1, min(opts.populations * opts.events_per_cycle, int(np.ceil(m + 4 * np.sqrt(m))) + 1))
+
+
+def _crossovers(key, pop: Population, is_cx, a, b, curmaxsize, opts):
+    """Children of the (up to `crossover_capacity`) events that chose crossover.
+
+    Returns both children per event `[I, E]`, with `ok` False for events without
+    crossover or beyond the capacity (those are then skipped, like a failed mutation).
+    """
+    I, E = is_cx.shape
+    ctx = _ctx(opts)
+    C = crossover_capacity(opts)
+    flat = is_cx.reshape(-1)
+    order = jnp.argsort(~flat, stable=True)[:C]
+    chosen = flat[order]
+    isl = order // E
+    pa, pb = a.reshape(-1)[order], b.reshape(-1)[order]
+    ta = jax.vmap(to_nodes)(pop.op[isl, pa], pop.arg[isl, pa], pop.const[isl, pa])
+    tb = jax.vmap(to_nodes)(pop.op[isl, pb], pop.arg[isl, pb], pop.const[isl, pb])
+
+    def one(k, ta, tb):
+        def attempt(kk):
+            c1, c2, fits = crossover(kk, ta, tb, ctx)
+            o1, a1, k1_, ok1 = _finish(c1, opts, curmaxsize, fits)
+            o2, a2, k2_, ok2 = _finish(c2, opts, curmaxsize, fits)
+            return o1, a1, k1_, o2, a2, k2_, ok1 & ok2
+
+        if opts.mutation_attempts == 1:
+            return attempt(k)
+        cx = jax.vmap(attempt)(jax.random.split(k, opts.mutation_attempts))
+        i = jnp.argmax(cx[6])
+        return tuple(x[i] for x in cx[:6]) + (cx[6].any(),)
+
+    o1, a1, c1, o2, a2, c2, ok = jax.vmap(one)(jax.random.split(key, C), ta, tb)
+    dest = jnp.where(chosen, order, I * E)
+
+    def back(x, fill):
+        base = jnp.full((I * E,) + x.shape[1:], fill, x.dtype)
+        return base.at[dest].set(x, mode="drop").reshape((I, E) + x.shape[1:])
+
+    child1 = (back(o1, 0), back(a1, 0), back(c1, 0))
+    child2 = (back(o2, 0), back(a2, 0), back(c2, 0))
+    return child1, child2, back(ok & chosen, False)
 
 
 def _cycle(carry, temperature, *, evaluator, data, opts, curmaxsize):
     state, freq_local = carry
     I, P = state.loss.shape
     E = opts.events_per_cycle
-    key, k_ev, k_acc, k_batch = jax.random.split(state.key, 4)
+    key, k_ev, k_acc, k_batch, k_cx = jax.random.split(state.key, 5)
     freq_norm = freq_local / freq_local.sum(axis=1, keepdims=True)
 
     def island_events(k, pop_i, cost_i, cplx_i, fn):
@@ -231,9 +267,14 @@ def _cycle(carry, temperature, *, evaluator, data, opts, curmaxsize):
             lambda kk: _event(kk, pop_i, cost_i, cplx_i, fn, temperature, curmaxsize, opts)
         )(ks)
 
-    c1, c2, ok1, ok2, is_cx, parent, kind = jax.vmap(island_events)(
+    mut, m_ok, is_cx, parent, other, kind = jax.vmap(island_events)(
         jax.random.split(k_ev, I), state.pop, state.cost, state.complexity, freq_norm
     )
+    x1, x2, x_ok = _crossovers(k_cx, state.pop, is_cx, parent, other, curmaxsize, opts)
+    c1 = tuple(jnp.where(is_cx[..., None], x, m) for x, m in zip(x1, mut))
+    c2 = x2
+    ok1 = jnp.where(is_cx, x_ok, m_ok)
+    ok2 = x_ok
     # children [I, 2E]
     cop = jnp.concatenate([c1[0], c2[0]], axis=1)
     carg = jnp.concatenate([c1[1], c2[1]], axis=1)
