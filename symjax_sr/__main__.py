@@ -65,7 +65,7 @@ def _fit(args) -> int:
         overrides["binary_operators"] = args.binary_operators.split(",")
     if args.unary_operators:
         overrides["unary_operators"] = args.unary_operators.split(",")
-    model = PySRRegressor(**overrides)
+    model = PySRRegressor.from_config(args.config, **overrides) if args.config else PySRRegressor(**overrides)
     model.fit(df, y)
     print(model)
     return 0
@@ -97,6 +97,7 @@ def main(argv=None) -> int:
     f = sub.add_parser("fit", help="fit a CSV file")
     f.add_argument("data")
     f.add_argument("--target", required=True)
+    f.add_argument("--config", help="a preset in configs/ (quick, pysr_default, thorough, gpu) or a TOML file")
     f.add_argument("--niterations", type=int)
     f.add_argument("--timeout-in-seconds", type=float)
     f.add_argument("--random-state", type=int)

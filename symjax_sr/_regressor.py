@@ -67,6 +67,14 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         for name, default in PYSR_DEFAULTS.items():
             setattr(self, name, kwargs.get(name, default))
 
+    @classmethod
+    def from_config(cls, name_or_path: str, **overrides) -> PySRRegressor:
+        """A regressor from a preset in `configs/` (`"quick"`, `"pysr_default"`, ...) or a
+        TOML file, with keyword `overrides` on top. Unknown keys raise `TypeError`."""
+        from ._config import load_config
+
+        return cls(**{**load_config(name_or_path), **overrides})
+
     def get_params(self, deep: bool = True):
         return {name: getattr(self, name) for name in PYSR_DEFAULTS}
 

@@ -168,3 +168,14 @@ def test_not_fitted():
 
     with pytest.raises(NotFittedError):
         PySRRegressor().predict(np.zeros((2, 2)))
+
+
+def test_from_config(tmp_path):
+    m = PySRRegressor.from_config("quick", niterations=2)
+    assert m.niterations == 2 and m.populations == 15
+    bad = tmp_path / "bad.toml"
+    bad.write_text("niteration = 3\n")
+    with pytest.raises(TypeError, match="Did you mean `niterations`"):
+        PySRRegressor.from_config(str(bad))
+    with pytest.raises(ValueError, match="No config"):
+        PySRRegressor.from_config("nonexistent")
