@@ -10,16 +10,21 @@ API:
   ranges, `y` from the SymPy truth plus relative Gaussian noise, as SRBench adds it
   (standard deviation `noise * rms(y)`).
 - `Problem.truth() -> sympy.Expr` over plain symbols named like the variables.
-- `symbolically_equivalent(model, truth, digits=3) -> bool`: SRBench's "symbolic
-  solution": after rounding the model's constants, `truth - model` or `model / truth`
-  simplifies to a constant.
+- `symbolically_equivalent(model, truth, digits=3, points=None, timeout=10.0) -> bool`:
+  SRBench's "symbolic solution": after rounding the model's constants, `truth - model`
+  or `model / truth` simplifies to a constant. `points` (`{symbol: values}`) skips
+  SymPy when neither is numerically constant there; `timeout` bounds each `simplify`
+  (main thread only; a timeout counts as not equivalent).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -133,19 +138,67 @@ def _is_constant(expr: sympy.Expr) -> bool:
         return False
 
 
-def symbolically_equivalent(model: sympy.Expr, truth: sympy.Expr, digits: int = 3) -> bool:
+class _Timeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None):
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise _Timeout
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _numerically_constant(expr: sympy.Expr, points) -> bool | None:
+    """Whether `expr` is constant on `points` (None when it cannot be evaluated there)."""
+    syms = sorted(expr.free_symbols, key=str)
+    if not syms:
+        return True
+    if any(s not in points for s in syms):
+        return None
+    try:
+        f = sympy.lambdify(syms, expr, "numpy")
+        with np.errstate(all="ignore"):
+            v = np.asarray(f(*(np.asarray(points[s], np.float64) for s in syms)), np.complex128)
+    except Exception:  # noqa: BLE001 - any failure to evaluate: let SymPy decide
+        return None
+    if not np.all(np.isfinite(v)) or np.any(np.abs(v.imag) > 1e-12 * (1 + np.abs(v.real))):
+        return None
+    v = v.real.reshape(-1)
+    return bool(np.max(np.abs(v - v[0])) <= 1e-8 * max(1.0, float(np.max(np.abs(v)))))
+
+
+def symbolically_equivalent(model: sympy.Expr, truth: sympy.Expr, digits: int = 3,
+                            points=None, timeout: float | None = 10.0) -> bool:
     """SRBench's symbolic-solution test (difference or ratio is a constant after rounding)."""
     model = round_constants(sympy.sympify(model), digits)
     if model.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo) or model == 0:
         return False
-    for candidate in (truth - model, model / truth):
+    candidates = [truth - model, model / truth]
+    if points is not None:
+        checks = [_numerically_constant(c, points) for c in candidates]
+        if all(c is False for c in checks):
+            return False
+    for candidate in candidates:
         expr = round_constants(candidate, digits)
         if _is_constant(expr):
             return True
         try:
-            expr = round_constants(sympy.simplify(expr), digits)
-        except (TypeError, ValueError, NotImplementedError, RecursionError):
+            with _time_limit(timeout):
+                expr = round_constants(sympy.simplify(expr), digits)
+                if _is_constant(expr):
+                    return True
+        except (_Timeout, TypeError, ValueError, NotImplementedError, RecursionError):
             continue
-        if _is_constant(expr):
-            return True
     return False

@@ -94,7 +94,8 @@ def run(problem_name: str, budget: float, seed: int, problems_file=None) -> dict
     best = select_index(loss, compute_scores(loss, cplx), "best")
     truth = problem.truth()
     models = [tree_to_sympy(e.tree, ops, names) for e in front]
-    recovered = [symbolically_equivalent(m, truth) for m in models]
+    points = dict(zip(problem.symbols(), X_test[:64].T, strict=True))
+    recovered = [symbolically_equivalent(m, truth, points=points) for m in models]
     entry = front[best]
     pred, _, _ = evaluate_tree_numpy(entry.tree, X_test, ops)
     return {
