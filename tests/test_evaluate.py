@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from _strategies import ALL_OPERATORS, datasets, trees
+from _tolerance import within_tolerance
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,38 +28,8 @@ L, K = 40, 24
 OPS = ALL_OPERATORS
 
 
-class _Fixed:
-    """A stand-in generator whose uniform draws are all `sign` (one-sided perturbation)."""
-
-    def __init__(self, sign):
-        self.sign = sign
-
-    def uniform(self, low, high, n):
-        return np.full(n, self.sign)
-
-
-def _flush_subnormals(tree, X):
-    """The inputs a float32 XLA:CPU kernel really computes with (subnormals flushed to 0)."""
-    tiny = np.finfo(np.float32).tiny
-    value = np.where(np.abs(tree.value) < tiny, 0.0, tree.value)
-    return sr.Tree(tree.op, tree.arg, value), np.where(np.abs(X) < tiny, 0.0, X)
-
-
 def tolerance_ok(tree, X, got, ok_got, ops=OPS, delta=1e-6, rel=1e-5):
-    if X.dtype == np.float32:
-        tree, X = _flush_subnormals(tree, X)
-    ref64, ok64, _ = evaluate_tree_numpy(tree, X, ops)
-    spread = np.zeros(len(X))
-    # every operand and result pushed up, every one pushed down, then random pushes
-    for rng in [_Fixed(1.0), _Fixed(-1.0)] + [np.random.default_rng(i) for i in range(4)]:
-        p, pok, _ = evaluate_tree_numpy(tree, X, ops, perturb=delta, rng=rng)
-        dev = np.where(pok & ok64, np.abs(p - ref64), np.inf)
-        spread = np.maximum(spread, dev)
-    both = ok_got & ok64 & np.isfinite(spread)
-    bound = 4 * spread + rel * np.abs(ref64) + 1e-30
-    err = np.abs(got - ref64)
-    bad = both & ~(err <= bound)
-    return not bad.any(), np.flatnonzero(bad)
+    return within_tolerance(tree, X, got, ok_got, ops, delta, rel)
 
 
 @given(st.lists(trees(), min_size=1, max_size=6), datasets())

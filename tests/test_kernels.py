@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from _strategies import ALL_OPERATORS, datasets, trees
+from _tolerance import reference_bound
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -50,16 +51,9 @@ def _population(tree_list):
 
 def _stable_and_bound(tree, X, delta=1e-6, rel=1e-5):
     """Rows whose flag survives perturbation, and the value bound of `test_evaluate.py`."""
-    ref64, ok64, _ = evaluate_tree_numpy(tree, X, OPS)
+    ref64, ok64, bound, stable = reference_bound(tree, X, OPS, delta, rel)
     _, ok32, _ = evaluate_tree_numpy(tree, X, OPS, float32=True)
-    rng = np.random.default_rng(0)
-    stable = ok64 == ok32
-    spread = np.zeros(len(X))
-    for _ in range(3):
-        p, pok, _ = evaluate_tree_numpy(tree, X, OPS, perturb=delta, rng=rng)
-        stable &= pok == ok64
-        spread = np.maximum(spread, np.where(pok & ok64, np.abs(p - ref64), np.inf))
-    return stable, ok32, ref64, 4 * spread + rel * np.abs(ref64) + 1e-30
+    return stable & (ok64 == ok32), ok32, ref64, bound
 
 
 @pytest.mark.parametrize("name", list(KERNELS))
