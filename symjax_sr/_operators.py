@@ -158,22 +158,27 @@ def _sympy_round(x):
     return _Round(x)
 
 
-class _Round(sympy.Function):
-    """Round half to even, as Julia's `round` and NumPy's `round`."""
+def _round_numpycode(self, printer):
+    return f"numpy.round({printer._print(self.args[0])})"
 
-    nargs = 1
 
-    @classmethod
-    def eval(cls, x):
-        if x.is_Number:
-            return sympy.Integer(round(float(x)))
-        return None
+def _round_latex(self, printer):
+    return rf"\operatorname{{round}}{{\left({printer._print(self.args[0])} \right)}}"
 
-    def _numpycode(self, printer):
-        return f"numpy.round({printer._print(self.args[0])})"
 
-    def _latex(self, printer):
-        return rf"\operatorname{{round}}{{\left({printer._print(self.args[0])} \right)}}"
+def _round_eval(cls, x):
+    if x.is_Number:
+        return sympy.Integer(round(float(x)))
+    return None
+
+
+#: SymPy function `round(x)`: round half to even, as Julia's and NumPy's `round`.
+_Round = type("round", (sympy.Function,), {
+    "nargs": 1,
+    "eval": classmethod(_round_eval),
+    "_numpycode": _round_numpycode,
+    "_latex": _round_latex,
+})
 
 
 def _unary(name, jax_fn, numpy_fn, sympy_fn, latex, **kw):
@@ -238,7 +243,7 @@ _BUILTINS: tuple[Operator, ...] = (
            r"\operatorname{{acosh}}{{\left({0} \right)}}", safe_input=2.0,
            aliases=("safe_acosh",)),
     _unary("atanh", jnp.arctanh, np.arctanh, sympy.atanh,
-           r"\operatorname{{atanh}}{{\left({0} \right)}}", aliases=("atanh_clip",)),
+           r"\operatorname{{atanh}}{{\left({0} \right)}}"),
     _unary("sign", jnp.sign, np.sign, sympy.sign, r"\operatorname{{sgn}}{{\left({0} \right)}}"),
     _unary("relu", _jax_relu, _np_relu, _sympy_relu, r"\max{{\left(0, {0} \right)}}"),
     _unary("erf", jax.scipy.special.erf, _np_vectorise(math.erf), sympy.erf,
