@@ -29,8 +29,8 @@ from ._operators import make_operator_set as make_operator_set
 from ._options import MutationWeights as MutationWeights
 from ._options import SearchOptions as SearchOptions
 from ._random import random_population as random_population
-from ._regressor import PySRRegressor as PySRRegressor
 from ._random import random_tree as random_tree
+from ._regressor import PySRRegressor as PySRRegressor
 from ._run import HofEntry as HofEntry
 from ._run import SearchResult as SearchResult
 from ._run import run_search as run_search

@@ -70,7 +70,7 @@ LOSSES: dict[str, tuple[int, Callable]] = {
 _PATTERN = re.compile(r"^\s*([A-Za-z0-9]+)\s*(?:\{\s*([^}]*)\s*\})?\s*\(\s*([^)]*)\s*\)\s*$")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _parse(spec: str) -> Callable:
     m = _PATTERN.match(spec)
     if not m:

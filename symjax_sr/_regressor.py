@@ -160,7 +160,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
             self.output_directory_ = tempfile.mkdtemp(prefix="symjax_sr_", dir=self.tempdir)
         else:
             self.output_directory_ = self.output_directory or "outputs"
-        self.run_id_ = self.run_id or time.strftime("%Y%m%d_%H%M%S_") + "%06x" % np.random.randint(16**6)
+        self.run_id_ = self.run_id or time.strftime("%Y%m%d_%H%M%S_") + f"{np.random.randint(16**6):06x}"
         ctx = jax.enable_x64(True) if dtype == np.float64 else contextlib.nullcontext()
         self.search_states_, self.equations_list_, self.fit_info_ = [], [], []
         with ctx:

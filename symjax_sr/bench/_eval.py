@@ -229,8 +229,8 @@ def main(args) -> int:
 
 
 def _print_rows(rows) -> None:
-    import io
     import contextlib
+    import io
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
