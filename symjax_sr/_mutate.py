@@ -342,16 +342,6 @@ def delete_node(r: Draws, t: Nodes, ctx: Context, temperature):
     return assemble(src, [0, cs, i + 1], [start[i], cl, t.n - i - 1], L)
 
 
-def randomize(r: Draws, t: Nodes, ctx: Context, temperature, curmaxsize):
-    from ._random import random_tree
-
-    size = r.randint(0, 1, jnp.maximum(curmaxsize, 1) + 1)
-    op, arg, const = random_tree(
-        r.key, size, ctx.operators, ctx.n_features, t.op.shape[0], ctx.nconst, t.val.dtype
-    )
-    return to_nodes(op, arg, const), jnp.bool_(True)
-
-
 def crossover(key, a: Nodes, b: Nodes, ctx: Context):
     """Swap a random subtree of `a` with a random subtree of `b`: two children."""
     L = a.op.shape[0]
@@ -375,7 +365,9 @@ def mutate(key, kind, t: Nodes, ctx: Context, temperature, curmaxsize):
 
     `simplify` and `optimize` leave the tree as it is here: every member is simplified
     (`should_simplify`) and a fraction has its constants fitted (`optimize_probability`)
-    at the end of each iteration, which is where PySR spends that effort too.
+    at the end of each iteration, which is where PySR spends that effort too. Nor does
+    `randomize`: the search draws the (rare) random trees in a small batch of their own,
+    since a vmapped switch would run the generator for every event.
     """
     r = Draws.make(key, max(t.op.shape[0], len(ctx.operators)), t.val.dtype)
     keep = lambda r, t: (t, jnp.bool_(True))  # noqa: E731
@@ -389,7 +381,7 @@ def mutate(key, kind, t: Nodes, ctx: Context, temperature, curmaxsize):
         lambda r, t: insert_node(r, t, ctx, temperature),
         lambda r, t: delete_node(r, t, ctx, temperature),
         keep,  # simplify
-        lambda r, t: randomize(r, t, ctx, temperature, curmaxsize),
+        keep,  # randomize: see `_search._randomized`
         keep,  # do_nothing
         keep,  # optimize
     ]

@@ -37,7 +37,7 @@ from ._mutate import (
     to_nodes,
 )
 from ._options import SearchOptions
-from ._random import random_population
+from ._random import random_population, random_tree
 from ._simplify import simplify
 from ._tree import Population
 
@@ -46,6 +46,7 @@ __all__ = ["SearchState", "SearchData", "init_state", "iteration"]
 _WINDOW = 100_000.0  # PySR's adaptive-parsimony window (counts)
 _OPTIMIZE = MUTATIONS.index("optimize")
 _SIMPLIFY = MUTATIONS.index("simplify")
+_RANDOMIZE = MUTATIONS.index("randomize")
 
 
 class SearchData(NamedTuple):
@@ -206,10 +207,52 @@ def _event(key, pop_i: Population, cost_i, cplx_i, freq_norm, temperature, curma
     return (m_op, m_arg, m_const), m_ok, is_cx, a, b, kind
 
 
+def rare_capacity(opts: SearchOptions, probability: float) -> int:
+    """Slots per cycle for an event kind of this probability: mean + 4 standard deviations."""
+    n = opts.populations * opts.events_per_cycle
+    m = n * probability
+    return max(1, min(n, int(np.ceil(m + 4 * np.sqrt(m))) + 1))
+
+
 def crossover_capacity(opts: SearchOptions) -> int:
-    """Crossovers computed per cycle: the expected count plus four standard deviations."""
-    m = opts.populations * opts.events_per_cycle * opts.crossover_probability
-    return max(1, min(opts.populations * opts.events_per_cycle, int(np.ceil(m + 4 * np.sqrt(m))) + 1))
+    return rare_capacity(opts, opts.crossover_probability)
+
+
+def randomize_capacity(opts: SearchOptions) -> int:
+    w = opts.mutation_weights.as_tuple()
+    return rare_capacity(opts, w[_RANDOMIZE] / sum(w))
+
+
+def _compact(flag, C):
+    """Indices of the first `C` True entries of `flag` (flattened), and which are real."""
+    flat = flag.reshape(-1)
+    order = jnp.argsort(~flat, stable=True)[:C]
+    return order, flat[order]
+
+
+def _scatter_back(x, order, chosen, shape, fill=0):
+    """Values for the compacted entries `order`, scattered back to `shape` (fill elsewhere)."""
+    n = int(np.prod(shape))
+    dest = jnp.where(chosen, order, n)
+    base = jnp.full((n,) + x.shape[1:], fill, x.dtype)
+    return base.at[dest].set(x, mode="drop").reshape(tuple(shape) + x.shape[1:])
+
+
+def _randomized(key, is_rand, curmaxsize, opts: SearchOptions, dtype):
+    """Random trees (sizes uniform in 1..curmaxsize) for the events that chose `randomize`."""
+    C = randomize_capacity(opts)
+    order, chosen = _compact(is_rand, C)
+    k_size, k_tree = jax.random.split(key)
+    sizes = jax.random.randint(k_size, (C,), 1, jnp.maximum(curmaxsize, 1) + 1)
+    op, arg, const = jax.vmap(
+        lambda k, n: random_tree(k, n, opts.operators, opts.n_features, opts.length,
+                                 opts.const_slots, dtype)
+    )(jax.random.split(k_tree, C), sizes)
+    nodes = jax.vmap(to_nodes)(op, arg, const)
+    op, arg, const, ok = jax.vmap(lambda t: _finish(t, opts, curmaxsize, jnp.bool_(True)))(nodes)
+    shape = is_rand.shape
+    child = tuple(_scatter_back(x, order, chosen, shape) for x in (op, arg, const))
+    return child, _scatter_back(ok & chosen, order, chosen, shape, False)
 
 
 def _crossovers(key, pop: Population, is_cx, a, b, curmaxsize, opts):
@@ -221,9 +264,7 @@ def _crossovers(key, pop: Population, is_cx, a, b, curmaxsize, opts):
     I, E = is_cx.shape
     ctx = _ctx(opts)
     C = crossover_capacity(opts)
-    flat = is_cx.reshape(-1)
-    order = jnp.argsort(~flat, stable=True)[:C]
-    chosen = flat[order]
+    order, chosen = _compact(is_cx, C)
     isl = order // E
     pa, pb = a.reshape(-1)[order], b.reshape(-1)[order]
     ta = jax.vmap(to_nodes)(pop.op[isl, pa], pop.arg[isl, pa], pop.const[isl, pa])
@@ -243,14 +284,12 @@ def _crossovers(key, pop: Population, is_cx, a, b, curmaxsize, opts):
         return tuple(x[i] for x in cx[:6]) + (cx[6].any(),)
 
     o1, a1, c1, o2, a2, c2, ok = jax.vmap(one)(jax.random.split(key, C), ta, tb)
-    dest = jnp.where(chosen, order, I * E)
 
-    def back(x, fill):
-        base = jnp.full((I * E,) + x.shape[1:], fill, x.dtype)
-        return base.at[dest].set(x, mode="drop").reshape((I, E) + x.shape[1:])
+    def back(x, fill=0):
+        return _scatter_back(x, order, chosen, (I, E), fill)
 
-    child1 = (back(o1, 0), back(a1, 0), back(c1, 0))
-    child2 = (back(o2, 0), back(a2, 0), back(c2, 0))
+    child1 = (back(o1), back(a1), back(c1))
+    child2 = (back(o2), back(a2), back(c2))
     return child1, child2, back(ok & chosen, False)
 
 
@@ -258,7 +297,7 @@ def _cycle(carry, temperature, *, evaluator, data, opts, curmaxsize):
     state, freq_local = carry
     I, P = state.loss.shape
     E = opts.events_per_cycle
-    key, k_ev, k_acc, k_batch, k_cx = jax.random.split(state.key, 5)
+    key, k_ev, k_acc, k_batch, k_cx, k_rand = jax.random.split(state.key, 6)
     freq_norm = freq_local / freq_local.sum(axis=1, keepdims=True)
 
     def island_events(k, pop_i, cost_i, cplx_i, fn):
@@ -270,6 +309,10 @@ def _cycle(carry, temperature, *, evaluator, data, opts, curmaxsize):
     mut, m_ok, is_cx, parent, other, kind = jax.vmap(island_events)(
         jax.random.split(k_ev, I), state.pop, state.cost, state.complexity, freq_norm
     )
+    is_rand = kind == _RANDOMIZE
+    r_child, r_ok = _randomized(k_rand, is_rand, curmaxsize, opts, state.pop.const.dtype)
+    mut = tuple(jnp.where(is_rand[..., None], r, m) for r, m in zip(r_child, mut))
+    m_ok = jnp.where(is_rand, r_ok, m_ok)
     x1, x2, x_ok = _crossovers(k_cx, state.pop, is_cx, parent, other, curmaxsize, opts)
     c1 = tuple(jnp.where(is_cx[..., None], x, m) for x, m in zip(x1, mut))
     c2 = x2
