@@ -85,6 +85,9 @@ x, y = sympy.symbols("x y")
         (x * y + 0.3, x * y, True),  # difference constant
         (sympy.sin(x) ** 2 + sympy.cos(x) ** 2 + x, x + 1, True),
         (sympy.Float(0.0), x, False),
+        # constants that only round to the truth once multiplied out (SRBench simplifies first)
+        (x + sympy.Float(1.013) * x**2 * (sympy.Float(0.987) + sympy.Float(0.987) * x),
+         x**3 + x**2 + x, True),
     ],
 )
 def test_symbolic_equivalence(model, truth, expected):
@@ -93,7 +96,8 @@ def test_symbolic_equivalence(model, truth, expected):
 
 def test_round_constants():
     e = round_constants(sympy.Float(2.50004) * x + sympy.Float(3e-5))
-    assert e == sympy.Rational(5, 2) * x
+    assert e == sympy.Float(2.5) * x
+    assert round_constants(sympy.Float(2.50004) * x, rational=True) == sympy.Rational(5, 2) * x
 
 
 def test_r2():

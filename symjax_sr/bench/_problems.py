@@ -116,14 +116,14 @@ def load_problems(path: str | os.PathLike | None = None) -> dict[str, Problem]:
     return out
 
 
-def round_constants(expr: sympy.Expr, digits: int = 3) -> sympy.Expr:
+def round_constants(expr: sympy.Expr, digits: int = 3, rational: bool = False) -> sympy.Expr:
     """SRBench's `round_floats`: floats below 1e-4 in magnitude become 0, others are
-    rounded to `digits` decimals (kept as exact rationals, so `log(x + 1.0)` and
-    `log(x + 1)` cancel)."""
+    rounded to `digits` decimals; with `rational`, kept as exact rationals (so that
+    `log(x + 1.0)` and `log(x + 1)` cancel)."""
     repl = {}
     for a in expr.atoms(sympy.Float):
         r = 0.0 if abs(a) < 1e-4 else round(float(a), digits)
-        repl[a] = sympy.Rational(repr(r))
+        repl[a] = sympy.Rational(repr(r)) if rational else sympy.Float(r)
     return expr.xreplace(repl)
 
 
@@ -152,7 +152,8 @@ def _time_limit(seconds: float | None):
         raise _Timeout
 
     previous = signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # re-fires every 0.5 s: an alarm that lands in a callback that swallows it is repeated
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.5)
     try:
         yield
     finally:
@@ -176,15 +177,38 @@ def _numerically_constant(expr: sympy.Expr, points) -> bool | None:
     if not np.all(np.isfinite(v)) or np.any(np.abs(v.imag) > 1e-12 * (1 + np.abs(v.real))):
         return None
     v = v.real.reshape(-1)
-    return bool(np.max(np.abs(v - v[0])) <= 1e-8 * max(1.0, float(np.max(np.abs(v)))))
+    # loose on purpose: the symbolic test rounds constants, which moves values slightly
+    return bool(np.max(np.abs(v - v[0])) <= 0.05 * max(1.0, float(np.max(np.abs(v)))))
 
 
 def symbolically_equivalent(model: sympy.Expr, truth: sympy.Expr, digits: int = 3,
                             points=None, timeout: float | None = 10.0) -> bool:
     """SRBench's symbolic-solution test (difference or ratio is a constant after rounding)."""
-    model = round_constants(sympy.sympify(model), digits)
-    if model.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo) or model == 0:
+    model = sympy.sympify(model)
+    if model.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo) or round_constants(model, digits).is_zero:
         return False
+    candidates = [truth - model, model / truth]
+    if points is not None:
+        checks = [_numerically_constant(c, points) for c in candidates]
+        if all(c is False for c in checks):
+            return False
+    for candidate in candidates:
+        # SRBench: round, test; simplify, round, test. Then once more with the rounded
+        # constants as rationals, which SymPy cancels exactly.
+        expr = round_constants(candidate, digits)
+        if _is_constant(expr):
+            return True
+        try:
+            with _time_limit(timeout):
+                expr = round_constants(sympy.simplify(expr), digits)
+                if _is_constant(expr):
+                    return True
+                expr = sympy.simplify(round_constants(expr, digits, rational=True))
+                if _is_constant(expr):
+                    return True
+        except (_Timeout, TypeError, ValueError, NotImplementedError, RecursionError):
+            continue
+    return False
     candidates = [truth - model, model / truth]
     if points is not None:
         checks = [_numerically_constant(c, points) for c in candidates]
