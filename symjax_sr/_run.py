@@ -162,9 +162,9 @@ def run_search(
     Xt = jnp.asarray(X.T, dtype)
     w = None if weights is None else jnp.asarray(weights, dtype)
     y_ = jnp.asarray(y, dtype)
+    t0 = time.perf_counter()
     data = SearchData(Xt, y_, w, jnp.asarray(0.0, dtype))
     data = data._replace(baseline=_BASELINE(ev, data, opts))
-    t0 = time.perf_counter()
     if state is None:
         key = jax.random.key(0 if random_state is None else int(random_state), impl="rbg")
         state = _INIT(key, ev, data, opts, jnp.int32(_cur_maxsize(opts, 0, niterations)))
