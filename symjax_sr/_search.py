@@ -338,6 +338,10 @@ def _cycle(carry, temperature, *, evaluator, data, opts, curmaxsize):
     closs = jnp.where(cvalid, closs, jnp.inf)
     ccost = _cost(closs, ccplx, data.baseline, opts)
     n_evals = cvalid.sum() * frac
+    hof = state.hof
+    if not opts.batching:  # mini-batch losses are not comparable: the iteration end records those
+        hof = hof_update(hof, jax.tree.map(_flat, children), closs.reshape(-1), ccplx.reshape(-1),
+                         cvalid.reshape(-1))
 
     # acceptance of mutations (annealing and frequency ratio); crossovers always
     parent_cost = jnp.take_along_axis(state.cost, parent, axis=1)
@@ -384,10 +388,6 @@ def _cycle(carry, temperature, *, evaluator, data, opts, curmaxsize):
     C = freq_local.shape[1]
     counts = jax.vmap(lambda c, a: jnp.zeros((C,)).at[jnp.clip(c.astype(jnp.int32), 0, C - 1)].add(a))(
         ccplx, accept.astype(jnp.float32))
-    hof = state.hof
-    if not opts.batching:
-        hof = hof_update(hof, jax.tree.map(_flat, children), closs.reshape(-1), ccplx.reshape(-1),
-                         cvalid.reshape(-1))
     new_state = SearchState(
         pop=pop,
         loss=scatter(state.loss, closs),
