@@ -75,6 +75,60 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
 
         return cls(**{**load_config(name_or_path), **overrides})
 
+    @classmethod
+    def from_file(cls, run_directory: str, *, binary_operators=None, unary_operators=None,
+                  extra_sympy_mappings=None, variable_names=None, n_features_in=None,
+                  **params) -> PySRRegressor:
+        """A fitted model from a run directory's `hall_of_fame.csv`: ours or a PySR run's.
+
+        The operators are inferred from the equations unless given; variables are `x0, x1,
+        ...` (as many as `n_features_in`, else as the equations use) unless `variable_names`
+        says otherwise. The search state is not restored (this
+        reads PySR's files, which hold equations only), so `warm_start` starts afresh.
+        """
+        import os
+
+        from ._operators import make_operator_set
+        from ._run import HofEntry
+        from ._strings import infer_operator_set, parse_expression
+
+        path = os.path.join(run_directory, "hall_of_fame.csv")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"No hall_of_fame.csv in {run_directory!r}; pass the run directory.")
+        csv = pd.read_csv(path)
+        csv.columns = [c.strip().lower() for c in csv.columns]
+        missing = {"complexity", "loss", "equation"} - set(csv.columns)
+        if missing:
+            raise ValueError(f"{path} lacks the column(s) {sorted(missing)}; is it a hall_of_fame.csv?")
+        equations = [str(e) for e in csv["equation"]]
+        if binary_operators is None and unary_operators is None:
+            ops = infer_operator_set(equations)
+        else:
+            ops = make_operator_set(binary_operators or [], unary_operators or [], extra_sympy_mappings)
+        if variable_names is None:
+            import re
+
+            idx = [int(m) for e in equations for m in re.findall(r"\bx(\d+)\b", e)]
+            n = n_features_in if n_features_in is not None else max(idx, default=0) + 1
+            variable_names = [f"x{i}" for i in range(n)]
+        names = [str(v) for v in variable_names]
+        entries = [
+            HofEntry(int(c), float(loss), parse_expression(e, ops, names), True)
+            for c, loss, e in zip(csv["complexity"], csv["loss"], equations)
+        ]
+        model = cls(binary_operators=binary_operators, unary_operators=unary_operators,
+                    extra_sympy_mappings=extra_sympy_mappings, **params)
+        model.operators_ = ops
+        model.n_features_in_ = len(names)
+        model.feature_names_in_ = np.array(names, dtype=object)
+        model.nout_ = 1
+        model.equations_list_ = [
+            equations_table(entries, ops, names, model.loss_scale)
+        ]
+        model.run_id_ = os.path.basename(os.path.normpath(run_directory))
+        model.output_directory_ = os.path.dirname(os.path.normpath(run_directory))
+        return model
+
     def get_params(self, deep: bool = True):
         return {name: getattr(self, name) for name in PYSR_DEFAULTS}
 
@@ -215,8 +269,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
     # -------------------------------------------------------------------------- results
 
     def _table(self, entries) -> pd.DataFrame:
-        return equations_table(entries, self.operators_, list(self.feature_names_in_),
-                               self.search_options_.loss_scale)
+        return equations_table(entries, self.operators_, list(self.feature_names_in_), self.loss_scale)
 
     @property
     def equations_(self):

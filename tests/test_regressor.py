@@ -179,3 +179,41 @@ def test_from_config(tmp_path):
         PySRRegressor.from_config(str(bad))
     with pytest.raises(ValueError, match="No config"):
         PySRRegressor.from_config("nonexistent")
+
+
+def test_warm_start_continues_and_keeps_the_front(tmp_path):
+    X, y = _data()
+    model = PySRRegressor(**SMALL, random_state=0, warm_start=True, output_directory=str(tmp_path))
+    model.fit(X, y)
+    first = model.equations_["loss"].min()
+    clock = int(model.search_states_[0].iteration)
+    model.fit(X, y)
+    assert int(model.search_states_[0].iteration) == clock + SMALL["niterations"]
+    assert model.equations_["loss"].min() <= first
+    model.set_params(maxsize=10)
+    with pytest.raises(ValueError, match="warm_start"):
+        model.fit(X, y)
+
+
+def test_from_file_round_trip(fitted):
+    model, X, _ = fitted
+    run = os.path.join(model.output_directory_, model.run_id_)
+    loaded = PySRRegressor.from_file(run, n_features_in=X.shape[1])
+    pd.testing.assert_series_equal(loaded.equations_["equation"], model.equations_["equation"])
+    np.testing.assert_allclose(loaded.predict(X), model.predict(X), rtol=1e-5, atol=1e-6)
+
+
+def test_from_file_reads_a_pysr_run(tmp_path):
+    # hall_of_fame.csv as PySR writes it (Julia number formats included)
+    (tmp_path / "hall_of_fame.csv").write_text(
+        "Complexity,Loss,Equation\n"
+        "1,2.5,0.74f0\n"
+        "5,0.9,\"((x0 * 2.5) + cos(x1))\"\n"
+        "8,1.0e-12,\"((square(x0) * 1.0) + (cos(x1) * 2.5f0))\"\n"
+    )
+    model = PySRRegressor.from_file(str(tmp_path))
+    assert list(model.equations_["complexity"]) == [1, 5, 8]
+    X = np.array([[1.0, 0.0], [2.0, np.pi]])
+    np.testing.assert_allclose(model.predict(X), X[:, 0] ** 2 + 2.5 * np.cos(X[:, 1]), rtol=1e-6)
+    with pytest.raises(FileNotFoundError, match="hall_of_fame.csv"):
+        PySRRegressor.from_file(str(tmp_path / "nothing"))
