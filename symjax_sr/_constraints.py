@@ -16,7 +16,7 @@ from ._operators import CONST, PAD, VAR
 from ._options import SearchOptions
 from ._tree import structure
 
-__all__ = ["node_complexity", "tree_complexity", "satisfies"]
+__all__ = ["node_costs", "node_complexity", "tree_complexity", "satisfies"]
 
 
 def _tables(opts: SearchOptions):
@@ -27,11 +27,16 @@ def _tables(opts: SearchOptions):
     return jnp.asarray(per_op, jnp.float32), jnp.asarray(per_var, jnp.float32), const
 
 
-def node_complexity(t: Nodes, opts: SearchOptions) -> Float[Array, " L"]:
+def node_costs(op, arg, opts: SearchOptions):
+    """Complexity of each node (0 for padding); any shape, any alignment."""
     per_op, per_var, const = _tables(opts)
-    c = jnp.where(t.op == VAR, per_var[jnp.clip(t.arg, 0, opts.n_features - 1)], per_op[t.op])
-    c = jnp.where(t.op == CONST, const, c)
-    return jnp.where((t.op == PAD) | (jnp.arange(t.op.shape[0]) >= t.n), 0.0, c)
+    c = jnp.where(op == VAR, per_var[jnp.clip(arg, 0, opts.n_features - 1)], per_op[op])
+    c = jnp.where(op == CONST, const, c)
+    return jnp.where(op == PAD, 0.0, c)
+
+
+def node_complexity(t: Nodes, opts: SearchOptions) -> Float[Array, " L"]:
+    return jnp.where(jnp.arange(t.op.shape[0]) >= t.n, 0.0, node_costs(t.op, t.arg, opts))
 
 
 def tree_complexity(t: Nodes, opts: SearchOptions) -> Float[Array, ""]:

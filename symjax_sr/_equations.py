@@ -23,7 +23,7 @@ from ._strings import tree_to_string
 from ._sympy import tree_to_latex, tree_to_sympy
 from ._tree import Tree, stack_trees
 
-__all__ = ["CallableEquation", "equations_table", "write_hall_of_fame", "latex_table", "jax_callable"]
+__all__ = ["CallableEquation", "front_rows", "equations_table", "write_hall_of_fame", "latex_table", "jax_callable"]
 
 
 class CallableEquation:
@@ -40,22 +40,24 @@ class CallableEquation:
         return f"PySRFunction(X=>{self.equation})"
 
 
+def front_rows(entries, operators: OperatorSet, names: list[str]) -> pd.DataFrame:
+    """The Pareto front as `complexity, loss, equation` (cheap: what hall_of_fame.csv holds)."""
+    front = [e for e in entries if e.pareto]
+    return pd.DataFrame({
+        "complexity": [e.complexity for e in front],
+        "loss": [e.loss for e in front],
+        "equation": [tree_to_string(e.tree, operators, names) for e in front],
+        "tree": [e.tree for e in front],
+    })
+
+
 def equations_table(entries, operators: OperatorSet, names: list[str], loss_scale: str) -> pd.DataFrame:
     """Pareto-front entries (`HofEntry`s) -> PySR's equations DataFrame."""
-    front = [e for e in entries if e.pareto]
-    rows = []
-    for e in front:
-        eq = tree_to_string(e.tree, operators, names)
-        rows.append({
-            "complexity": e.complexity,
-            "loss": e.loss,
-            "equation": eq,
-            "sympy_format": tree_to_sympy(e.tree, operators, names),
-            "lambda_format": CallableEquation(e.tree, operators, eq),
-            "tree": e.tree,
-        })
-    table = pd.DataFrame(rows, columns=["complexity", "loss", "equation", "sympy_format",
-                                        "lambda_format", "tree"])
+    table = front_rows(entries, operators, names)
+    table["sympy_format"] = [tree_to_sympy(t, operators, names) for t in table["tree"]]
+    table["lambda_format"] = [CallableEquation(t, operators, eq)
+                              for t, eq in zip(table["tree"], table["equation"])]
+    table = table[["complexity", "loss", "equation", "sympy_format", "lambda_format", "tree"]]
     table.insert(3, "score", compute_scores(table["loss"], table["complexity"], loss_scale))
     return table
 

@@ -418,6 +418,3 @@ def constant_weight_scale(t: Nodes) -> Float[Array, ""]:
     return jnp.minimum(8, (t.op == CONST).sum()) / 8.0
 
 
-def population_to_nodes(pop: Population) -> Nodes:
-    return jax.vmap(to_nodes)(pop.op, pop.arg, pop.const)
-

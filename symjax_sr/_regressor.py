@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 
-from ._equations import equations_table, write_hall_of_fame
+from ._equations import equations_table, front_rows, write_hall_of_fame
 from ._evaluate import check_data
 from ._kernels import choose_evaluator
 from ._params import PYSR_DEFAULTS, build_search_options, check_unknown_kwargs
@@ -349,8 +349,8 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         return out[0] if self.nout_ == 1 else out
 
     def _write_hof_now(self, j, state):
-        table = self._table(hall_of_fame_entries(state))
-        write_hall_of_fame(self._run_dir(j), table)
+        rows = front_rows(hall_of_fame_entries(state), self.operators_, list(self.feature_names_in_))
+        write_hall_of_fame(self._run_dir(j), rows)
 
     def _run_dir(self, j):
         import os
