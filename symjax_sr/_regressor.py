@@ -21,10 +21,12 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from ._equations import equations_table, front_rows, write_hall_of_fame
 from ._evaluate import check_data
 from ._kernels import choose_evaluator
+from ._operators import OPERATORS
 from ._params import PYSR_DEFAULTS, build_search_options, check_unknown_kwargs
 from ._random import random_population
 from ._run import hall_of_fame_entries, run_search
 from ._selection import select_index
+from ._strings import _check_names
 from ._sympy import tree_to_latex
 
 __all__ = ["PySRRegressor"]
@@ -151,11 +153,12 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         if names is not None:
             if len(names) != X.shape[1]:
                 raise ValueError(f"`variable_names` has {len(names)} names for {X.shape[1]} features.")
-            bad = [n for n in names if not n.isidentifier() or n in _SYMPY_NAMES]
+            _check_names(names)  # identifiers, unique
+            bad = [n for n in names if n in _SYMPY_NAMES or n in OPERATORS]
             if bad:
                 raise ValueError(
-                    f"Variable names {bad} clash with SymPy functions/constants or are not "
-                    "identifiers; rename them (e.g. 'x_' + name)."
+                    f"Variable names {bad} clash with SymPy or operator names; rename them "
+                    "(e.g. 'x_' + name)."
                 )
         y_names = None
         if isinstance(y, pd.DataFrame):

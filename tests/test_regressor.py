@@ -146,6 +146,12 @@ def test_data_errors():
         m.fit(X, y[:-1])
     with pytest.raises(ValueError, match="clash"):
         m.fit(X, y, variable_names=["x", "gamma"])
+    with pytest.raises(ValueError, match="clash"):
+        m.fit(X, y, variable_names=["x", "cos"])
+    with pytest.raises(ValueError, match="more than once"):
+        m.fit(X, y, variable_names=["a", "a"])
+    with pytest.raises(ValueError, match="identifiers"):
+        m.fit(X, y, variable_names=["a b", "c"])
     with pytest.raises(TypeError, match="numbers"):
         m.fit(X, y.astype(str))
     with pytest.raises(ValueError, match="not supported yet"):
