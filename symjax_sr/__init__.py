@@ -9,6 +9,12 @@ from ._constants import ConstantStatus as ConstantStatus
 from ._constants import optimize_constants as optimize_constants
 from ._constants import population_loss as population_loss
 from ._constants import select_members as select_members
+from .eql import EQL as EQL
+from .eql import EQLLayer as EQLLayer
+from .eql import EQLRegressor as EQLRegressor
+from .eql import l0_penalty as l0_penalty
+from .eql import l1_penalty as l1_penalty
+from .eql import l12_penalty as l12_penalty
 from ._evaluate import Evaluator as Evaluator
 from ._evaluate import ReferenceEvaluator as ReferenceEvaluator
 from ._evaluate import evaluate as evaluate

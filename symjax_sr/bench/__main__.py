@@ -15,6 +15,7 @@ BENCHMARKS = {
     "eval": ("_eval", "evaluation kernels vs a NumPy loop"),
     "constants": ("_constants", "batched constant fitting vs a scipy loop"),
     "search": ("_search", "one search on a public problem"),
+    "eql": ("_eql", "EQL networks on Kim et al.'s function set"),
 }
 
 
