@@ -62,6 +62,8 @@ class EQLLayer(eqx.Module):
     - `gates`: add hard-concrete gates on the weights (for `l0_penalty`).
     - `division_threshold`: EQL÷'s θ: `division` returns 0 where the denominator is ≤ θ.
     - `exp_clip`: `exp` units see `min(z, exp_clip)`.
+    - `preactivation_clip`: the linear outputs are clipped to `±preactivation_clip` so
+      that no unit overflows (gradients stay finite; 0 beyond the clip).
     - `init_scale`: weights start `U(-s, s)` with `s = init_scale / sqrt(in_features)`.
     - `key`: PRNG key for the initial weights.
 
@@ -80,18 +82,23 @@ class EQLLayer(eqx.Module):
     in_features: int = eqx.field(static=True)
     division_threshold: float = eqx.field(static=True)
     exp_clip: float = eqx.field(static=True)
+    preactivation_clip: float = eqx.field(static=True)
 
     def __init__(self, in_features: int, units: Sequence[str], *, gates: bool = False,
                  division_threshold: float = 1e-3, exp_clip: float = 10.0,
-                 init_scale: float = 1.0, key: PRNGKeyArray):
+                 preactivation_clip: float = 1e4, init_scale: float = 1.0,
+                 key: PRNGKeyArray):
         if not isinstance(in_features, int) or in_features < 1:
             raise ValueError(f"`in_features` must be a positive int, got {in_features!r}.")
-        if not division_threshold >= 0:
-            raise ValueError(f"`division_threshold` must be >= 0, got {division_threshold!r}.")
+        if not division_threshold > 0:
+            raise ValueError(f"`division_threshold` must be > 0, got {division_threshold!r}.")
+        if not preactivation_clip > 0:
+            raise ValueError(f"`preactivation_clip` must be > 0, got {preactivation_clip!r}.")
         self.units = _canonical_units(units)
         self.in_features = in_features
         self.division_threshold = float(division_threshold)
         self.exp_clip = float(exp_clip)
+        self.preactivation_clip = float(preactivation_clip)
         n_lin = sum(get_unit(u).arity for u in self.units)
         wkey, bkey = jax.random.split(key)
         s = init_scale / math.sqrt(in_features)
@@ -113,6 +120,7 @@ class EQLLayer(eqx.Module):
                 ) -> tuple[Float[Array, " out"], Float[Array, ""]]:
         """`(output, division penalty Σ max(θ - denominator, 0))` for one sample."""
         z = x @ self.effective_weight(key=key) + self.bias
+        z = jnp.clip(z, -self.preactivation_clip, self.preactivation_clip)
         outs, penalty, i = [], jnp.zeros((), z.dtype), 0
         for name in self.units:
             unit = get_unit(name)

@@ -61,7 +61,9 @@ class EQLOptions:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not v > 0:
                 raise ValueError(f"`{name}` must be a number > 0, got {v!r}.")
-        for name in ("regularisation_strength", "threshold", "division_threshold"):
+        if not isinstance(self.division_threshold, (int, float)) or not self.division_threshold > 0:
+            raise ValueError(f"`division_threshold` must be a number > 0, got {self.division_threshold!r}.")
+        for name in ("regularisation_strength", "threshold"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not v >= 0:
                 raise ValueError(f"`{name}` must be a number >= 0, got {v!r}.")

@@ -248,15 +248,20 @@ class EQLRegressor(RegressorMixin, BaseEstimator):
         return self._one([jax_callable(r["tree"], self.operators_) for r in self._rows(index)])
 
     def equinox(self, index=None):
-        """The chosen equation(s) as an equinox module; see the module docstring."""
-        return _equinox(self, index)
+        """The chosen equation(s) as an equinox module (`symjax_sr.export.to_equinox`).
+
+        `module(X [N, F]) -> [N]` (`[N, outputs]` for several outputs), constants trainable.
+        The trained network itself is `network_`, an `EQL` module.
+        """
+        from ..export import stack_equinox, to_equinox
+
+        rows, names = self._rows(index), list(self.feature_names_in_)
+        if self.nout_ == 1:
+            return to_equinox(rows[0]["tree"], operators=self.operators_, variable_names=names)
+        return stack_equinox([r["tree"] for r in rows], operators=self.operators_,
+                             variable_names=names)
 
     def __repr__(self):
         if not hasattr(self, "equations_list_"):
             return "EQLRegressor(unfitted)"
         return f"EQLRegressor(equations=\n{self.equations_})"
-
-
-def _equinox(model: EQLRegressor, index):
-    model._check_fitted()
-    return model.network_
