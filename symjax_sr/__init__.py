@@ -50,5 +50,13 @@ from ._tree import Complexities as Complexities
 from ._tree import Population as Population
 from ._tree import Tree as Tree
 from ._tree import stack_trees as stack_trees
+from .export import EquinoxExpression as EquinoxExpression
+from .export import check_exportable as check_exportable
+from .export import quantise_to as quantise_to
+from .export import stack_equinox as stack_equinox
+from .export import stack_torch as stack_torch
+from .export import swap_in as swap_in
+from .export import to_equinox as to_equinox
+from .export import to_torch as to_torch
 
 __version__ = importlib.metadata.version("symjax_sr")
