@@ -66,7 +66,7 @@ def test_division_unit_thresholds_and_penalises(getkey):
         y, p = layer.forward(jnp.array([d]))
         np.testing.assert_allclose(y, [expected], rtol=1e-6)
         np.testing.assert_allclose(p, pen, rtol=1e-6)
-        g = jax.grad(lambda l: jnp.sum(l.forward(jnp.array([d]))[0]))(layer)
+        g = jax.grad(lambda l, x: jnp.sum(l.forward(x)[0]))(layer, jnp.array([d]))
         assert _finite_tree(g)
 
 

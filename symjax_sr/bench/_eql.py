@@ -68,7 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def equivalent(expr, truth, digits: int = 2) -> bool:
     """Whether `expr` and `truth` agree symbolically once floats are rounded to `digits`."""
     a = round_floats(sympy.sympify(expr), digits)
-    b = round_floats(sympy.sympify(truth).evalf(), digits)
+    truth = sympy.sympify(truth)
+    b = round_floats(truth.xreplace({sympy.pi: sympy.Float(sympy.pi.evalf())}).evalf(), digits)
     diff = sympy.expand(a - b)
     if diff == 0:
         return True
