@@ -23,7 +23,8 @@ from ._strings import tree_to_string
 from ._sympy import tree_to_latex, tree_to_sympy
 from ._tree import Tree, stack_trees
 
-__all__ = ["CallableEquation", "front_rows", "equations_table", "write_hall_of_fame", "latex_table", "jax_callable"]
+__all__ = ["CallableEquation", "front_rows", "equations_table", "write_hall_of_fame",
+           "read_hall_of_fame", "read_hall_of_fame_csv", "atomic_write", "latex_table", "jax_callable"]
 
 
 class CallableEquation:
@@ -62,12 +63,13 @@ def equations_table(entries, operators: OperatorSet, names: list[str], loss_scal
     return table
 
 
-def _atomic_write(path: str, text: str) -> None:
+def atomic_write(path: str, content: str | bytes) -> None:
+    """Write `path` so that readers see the old file or the new one, never a torn one."""
     d = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp_", suffix=".csv")
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp_")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb" if isinstance(content, bytes) else "w") as f:
+            f.write(content)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -86,8 +88,32 @@ def write_hall_of_fame(run_dir: str, table: pd.DataFrame) -> str:
     ).to_csv(index=False)
     if os.path.exists(path):
         shutil.copyfile(path, path + ".bak")
-    _atomic_write(path, csv)
+    atomic_write(path, csv)
     return path
+
+
+def read_hall_of_fame_csv(path: str) -> pd.DataFrame:
+    """`hall_of_fame.csv` (ours or PySR's) with lower-case `complexity, loss, equation`."""
+    csv = pd.read_csv(path)
+    csv.columns = [c.strip().lower() for c in csv.columns]
+    missing = {"complexity", "loss", "equation"} - set(csv.columns)
+    if missing:
+        raise ValueError(f"{path} lacks the column(s) {sorted(missing)}; is it a hall_of_fame.csv?")
+    return csv
+
+
+def read_hall_of_fame(run_dir: str, operators: OperatorSet, names: list[str],
+                      loss_scale: str) -> pd.DataFrame:
+    """The equations table from a run directory's `hall_of_fame.csv`."""
+    from ._run import HofEntry
+    from ._strings import parse_expression
+
+    csv = read_hall_of_fame_csv(os.path.join(run_dir, "hall_of_fame.csv"))
+    entries = [
+        HofEntry(int(c), float(loss), parse_expression(str(e), operators, names), True)
+        for c, loss, e in zip(csv["complexity"], csv["loss"], csv["equation"])
+    ]
+    return equations_table(entries, operators, names, loss_scale)
 
 
 def latex_table(tables, operators, names, indices, precision, columns) -> str:
@@ -136,4 +162,4 @@ def jax_callable(tree: Tree, operators: OperatorSet) -> dict:
         pred, _ = ev.predict(p, X.T)
         return pred[0]
 
-    return {"callable": f, "parameters": jnp.asarray(tree.constants, jnp.float32)}
+    return {"callable": f, "parameters": jnp.asarray(tree.constants)}

@@ -185,11 +185,15 @@ def check_data(X, name: str = "X", *, allow_nonfinite: bool = False) -> np.ndarr
         )
     if arr.ndim != 2:
         raise ValueError(
-            f"`{name}` must be 2-D [rows, features], got shape {arr.shape}; reshape a single "
-            f"feature with `{name}.reshape(-1, 1)`."
+            f"`{name}` must be 2-D [rows, features], got shape {arr.shape}. Reshape your data: "
+            f"`{name}.reshape(-1, 1)` for a single feature, `{name}.reshape(1, -1)` for a single row."
         )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"`{name}` has shape {arr.shape}; it needs at least one row and one feature.")
+        what = "sample(s)" if arr.shape[0] == 0 else "feature(s)"
+        raise ValueError(
+            f"`{name}` has 0 {what} (shape={arr.shape}) while a minimum of 1 is required; "
+            "it needs at least one row and one feature."
+        )
     if not allow_nonfinite and np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise ValueError(

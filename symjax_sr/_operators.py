@@ -86,6 +86,29 @@ class Operator:
     def __repr__(self) -> str:
         return f"Operator({self.name!r}, arity={self.arity})"
 
+    # Equal when they compute the same thing: a custom operator rebuilt from the same
+    # function (a second `fit`, an unpickled checkpoint) equals the first one.
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Operator):
+            return NotImplemented
+        return (self.name, self.arity, self.jax_fn) == (other.name, other.arity, other.jax_fn)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.arity))
+
+    def __reduce__(self):
+        # Built-ins pickle by name; custom operators by their JAX function (pickled by
+        # reference, so it must be defined at module level) and their SymPy form as a
+        # `sympy.Lambda`, which pickles where the user's `lambda` would not.
+        if OPERATORS.get(self.name) is self:
+            return (get_operator, (self.name,))
+        args = sympy.symbols(f"_a0:{self.arity}")
+        try:
+            mapping = sympy.Lambda(args, self.sympy_fn(*args))
+        except Exception:  # noqa: BLE001 - keep the original; pickle reports what fails
+            mapping = self.sympy_fn
+        return (_custom_operator, (self.jax_fn, self.arity, {self.name: mapping}))
+
     @property
     def sympy_head(self) -> type | None:
         """The SymPy function class `sympy_fn` produces, if it is a plain call.

@@ -134,7 +134,6 @@ JULIA_ONLY: dict[str, str] = {
     "autodiff_backend": "JAX differentiates the kernels itself",
     "input_stream": "there is no Julia REPL to read from",
     "update": "there is no Julia package to update",
-    "extra_torch_mappings": "the PyTorch export builds on SymPy mappings",
     "extra_jax_mappings": "custom operators are JAX callables already",
 }
 

@@ -11,6 +11,7 @@ import contextlib
 import inspect
 import sys
 import time
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -18,8 +19,15 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 
-from ._equations import equations_table, front_rows, write_hall_of_fame
+from ._equations import (
+    atomic_write,
+    equations_table,
+    front_rows,
+    read_hall_of_fame,
+    write_hall_of_fame,
+)
 from ._evaluate import check_data
+from .export import check_exportable
 from ._kernels import choose_evaluator
 from ._operators import OPERATORS
 from ._params import PYSR_DEFAULTS, build_search_options, check_unknown_kwargs
@@ -31,8 +39,41 @@ from ._sympy import tree_to_latex
 
 __all__ = ["PySRRegressor"]
 
+_CHECKPOINT_EVERY_S = 10.0  # between checkpoints during a search (hall_of_fame.csv: every iteration)
+
 _SYMPY_NAMES = {"E", "I", "N", "O", "Q", "S", "beta", "gamma", "zeta", "lambda", "pi", "re", "im",
                 "sin", "cos", "exp", "log", "sqrt", "ln"}
+
+
+def _as_dense(X):
+    """Array-likes to a dense float array with sklearn's checks and messages (sparse,
+    complex, empty, 1-D input); NaN/inf are left to `check_data`'s clearer message."""
+    from sklearn.utils.validation import check_array
+
+    if isinstance(X, np.ndarray) and X.dtype.kind not in "OUSc":
+        return X  # numeric arrays: `check_data` checks them and keeps their dtype
+    return check_array(X, accept_sparse=False, dtype=[np.float64, np.float32],
+                       ensure_all_finite=False, ensure_min_samples=1, ensure_min_features=1)
+
+
+def _read_csv(path):
+    from ._equations import read_hall_of_fame_csv
+
+    return read_hall_of_fame_csv(path)
+
+
+def _picklable_mapping(fn):
+    import pickle
+
+    import sympy
+
+    try:
+        pickle.dumps(fn)
+        return fn
+    except Exception:  # noqa: BLE001 - a lambda or closure: rebuild it as a sympy.Lambda
+        n = len(inspect.signature(fn).parameters)
+        args = sympy.symbols(f"_a0:{n}")
+        return sympy.Lambda(args, fn(*args))
 
 
 def _signature_init(cls):
@@ -40,7 +81,6 @@ def _signature_init(cls):
     params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v)
                for k, v in PYSR_DEFAULTS.items()]
-    params.append(inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD))
     cls.__init__.__signature__ = inspect.Signature(params)
     return cls
 
@@ -81,55 +121,73 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
     def from_file(cls, run_directory: str, *, binary_operators=None, unary_operators=None,
                   extra_sympy_mappings=None, variable_names=None, n_features_in=None,
                   **params) -> PySRRegressor:
-        """A fitted model from a run directory's `hall_of_fame.csv`: ours or a PySR run's.
+        """A fitted model from a run directory: ours or a PySR run's.
 
-        The operators are inferred from the equations unless given; variables are `x0, x1,
-        ...` (as many as `n_features_in`, else as the equations use) unless `variable_names`
-        says otherwise. The search state is not restored (this
-        reads PySR's files, which hold equations only), so `warm_start` starts afresh.
+        With our `checkpoint.pkl` the whole estimator comes back, search state included
+        (so `warm_start=True` continues the search); keyword `params` are then set on it.
+        Otherwise the equations are read from `hall_of_fame.csv` (a PySR run directory
+        holds equations only): the operators are inferred from them unless given, and the
+        variables are `x0, x1, ...` (as many as `n_features_in`, else as the equations
+        use) unless `variable_names` says otherwise; `warm_start` then starts afresh.
         """
         import os
+        import pickle
+        import re
 
         from ._operators import make_operator_set
-        from ._run import HofEntry
-        from ._strings import infer_operator_set, parse_expression
+        from ._strings import infer_operator_set
 
+        checkpoint = os.path.join(run_directory, "checkpoint.pkl")
+        if os.path.exists(checkpoint):
+            with open(checkpoint, "rb") as f:
+                model = pickle.load(f)
+            if not isinstance(model, cls):
+                raise TypeError(f"{checkpoint} holds a {type(model).__name__}, not a {cls.__name__}.")
+            if extra_sympy_mappings is not None:
+                params["extra_sympy_mappings"] = extra_sympy_mappings
+            return model.set_params(**params)
         path = os.path.join(run_directory, "hall_of_fame.csv")
         if not os.path.exists(path):
-            raise FileNotFoundError(f"No hall_of_fame.csv in {run_directory!r}; pass the run directory.")
-        csv = pd.read_csv(path)
-        csv.columns = [c.strip().lower() for c in csv.columns]
-        missing = {"complexity", "loss", "equation"} - set(csv.columns)
-        if missing:
-            raise ValueError(f"{path} lacks the column(s) {sorted(missing)}; is it a hall_of_fame.csv?")
-        equations = [str(e) for e in csv["equation"]]
+            raise FileNotFoundError(
+                f"No checkpoint.pkl or hall_of_fame.csv in {run_directory!r}; pass the run directory."
+            )
+        equations = [str(e) for e in _read_csv(path)["equation"]]
         if binary_operators is None and unary_operators is None:
             ops = infer_operator_set(equations)
         else:
             ops = make_operator_set(binary_operators or [], unary_operators or [], extra_sympy_mappings)
         if variable_names is None:
-            import re
-
             idx = [int(m) for e in equations for m in re.findall(r"\bx(\d+)\b", e)]
             n = n_features_in if n_features_in is not None else max(idx, default=0) + 1
             variable_names = [f"x{i}" for i in range(n)]
         names = [str(v) for v in variable_names]
-        entries = [
-            HofEntry(int(c), float(loss), parse_expression(e, ops, names), True)
-            for c, loss, e in zip(csv["complexity"], csv["loss"], equations)
-        ]
         model = cls(binary_operators=binary_operators, unary_operators=unary_operators,
                     extra_sympy_mappings=extra_sympy_mappings, **params)
         model.operators_ = ops
         model.n_features_in_ = len(names)
         model.feature_names_in_ = np.array(names, dtype=object)
         model.nout_ = 1
-        model.equations_list_ = [
-            equations_table(entries, ops, names, model.loss_scale)
-        ]
+        model.equations_list_ = [read_hall_of_fame(run_directory, ops, names, model.loss_scale)]
         model.run_id_ = os.path.basename(os.path.normpath(run_directory))
         model.output_directory_ = os.path.dirname(os.path.normpath(run_directory))
         return model
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True  # one search per output column
+        tags.regressor_tags.poor_score = True  # a formula search need not fit arbitrary data
+        tags.non_deterministic = False
+        return tags
+
+    def __getstate__(self):
+        # The user's `extra_sympy_mappings` are usually lambdas, which pickle cannot
+        # store: keep them as `sympy.Lambda`s, which compute the same and pickle.
+        state = dict(self.__dict__)
+        if state.get("extra_sympy_mappings"):
+            state["extra_sympy_mappings"] = {
+                k: _picklable_mapping(v) for k, v in state["extra_sympy_mappings"].items()
+            }
+        return state
 
     def get_params(self, deep: bool = True):
         return {name: getattr(self, name) for name in PYSR_DEFAULTS}
@@ -143,11 +201,12 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
     # ------------------------------------------------------------------------------ fit
 
     def _validate_xy(self, X, y, variable_names):
+        if y is None:
+            raise ValueError("PySRRegressor requires y to be passed, but the target y is None.")
         names = None
-        if isinstance(X, pd.DataFrame):
-            names = [str(c) for c in X.columns]
-            X = X.to_numpy()
-        X = check_data(X)
+        if isinstance(X, pd.DataFrame) and all(isinstance(c, str) for c in X.columns):
+            names = [str(c) for c in X.columns]  # as sklearn: only all-string columns name features
+        X = check_data(_as_dense(X))
         if variable_names is not None:
             names = [str(v) for v in variable_names]
         if names is not None:
@@ -168,7 +227,8 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
             y = y.to_numpy()
         y = np.asarray(y)
         if y.dtype == object or not np.issubdtype(y.dtype, np.number):
-            raise TypeError(f"`y` must hold numbers, got dtype {y.dtype}.")
+            raise TypeError(f"Unknown label type: `y` must hold numbers, got dtype {y.dtype}; "
+                            "a regressor needs numeric targets.")
         if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
             raise ValueError(
                 f"`y` must be [rows] or [rows, outputs] with {X.shape[0]} rows, got shape {y.shape}."
@@ -194,6 +254,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
                 raise ValueError("`weights` must be finite, non-negative, one per row of X.")
         params = self.get_params()
         opts, dtype = build_search_options(params, X.shape[1], complexity_of_variables)
+        check_exportable(opts.operators)  # a broken custom mapping fails now, not after the search
         self.n_features_in_ = X.shape[1]
         self.feature_names_in_ = np.array(names if names else [f"x{i}" for i in range(X.shape[1])],
                                           dtype=object)
@@ -210,6 +271,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         else:
             states = [None] * self.nout_
         self.search_options_ = opts
+        self._checkpoint_warned = False
         self.operators_ = opts.operators
         if self.temp_equation_file:
             import tempfile
@@ -224,12 +286,15 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
             jdtype = jnp.float64 if dtype == np.float64 else jnp.float32
             evaluator = self._choose_evaluator(opts, X, Y[:, 0], jdtype)
             for j in range(self.nout_):
+                bar = self._progress_bar(j)
                 result = run_search(
                     X, Y[:, j], opts, weights=weights, niterations=int(self.niterations),
                     random_state=self.random_state, timeout_in_seconds=self.timeout_in_seconds,
                     max_evals=self.max_evals, early_stop_condition=self.early_stop_condition,
-                    evaluator=evaluator, callback=self._callback(j), state=states[j], dtype=jdtype,
+                    evaluator=evaluator, callback=self._callback(j, bar), state=states[j], dtype=jdtype,
                 )
+                if bar is not None:
+                    bar.close()
                 self.search_states_.append(result.state)
                 self.equations_list_.append(self._table(result.hall_of_fame))
                 self.fit_info_.append({
@@ -237,12 +302,17 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
                     "wall_s": result.wall_s, "compile_s": result.compile_s,
                     "stopped_because": result.stopped_because, "evaluator": evaluator,
                 })
+                self._write_checkpoint(self.search_states_)
                 if self.verbosity > 0:
                     print(f"[output {j}] {result.iterations} iterations, {result.num_evals:.3g} "
                           f"evaluations in {result.wall_s:.1f} s (compile {result.compile_s:.1f} s, "
                           f"{result.num_evals / max(result.wall_s, 1e-9):.3g} evals/s); "
                           f"stopped: {result.stopped_because}.", file=sys.stderr)
         self._write_files()
+        if self.temp_equation_file and self.delete_tempfiles:
+            import shutil
+
+            shutil.rmtree(self.output_directory_, ignore_errors=True)
         return self
 
     def _choose_evaluator(self, opts, X, y, dtype):
@@ -257,17 +327,88 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
             print(f"evaluator: {name} ({shown} per 256 expressions)", file=sys.stderr)
         return name
 
-    def _callback(self, j):
-        last = {"t": 0.0}
+    def _callback(self, j, bar):
+        last = {"checkpoint": time.monotonic()}
 
         def cb(state, info):
-            if self.verbosity > 0 and self.progress and time.time() - last["t"] > 2.0:
-                last["t"] = time.time()
-                print(f"[output {j}] iteration {info['iteration']}: best loss {info['best_loss']:.4g}, "
-                      f"{info['evals_per_s']:.3g} evals/s", file=sys.stderr)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(f"best loss {info['best_loss']:.4g}, "
+                                    f"{info['evals_per_s']:.3g} evals/s", refresh=False)
             self._write_hof_now(j, state)
+            # The checkpoint pickles the whole search state: at most every
+            # `_CHECKPOINT_EVERY_S` seconds, and always when an output's search ends.
+            if time.monotonic() - last["checkpoint"] >= _CHECKPOINT_EVERY_S:
+                last["checkpoint"] = time.monotonic()
+                self._write_checkpoint(self.search_states_ + [state])
 
         return cb
+
+    def _progress_bar(self, j):
+        """A tqdm bar on a terminal when `progress=True` and `verbosity > 0`; else None."""
+        if not (self.progress and self.verbosity > 0 and sys.stdout.isatty()):
+            return None
+        from tqdm.auto import tqdm
+
+        label = "search" if self.nout_ == 1 else f"output {j}"
+        return tqdm(total=int(self.niterations), desc=label, unit="it", leave=True)
+
+    def _write_checkpoint(self, states):
+        """`checkpoint.pkl` in the run directory: this estimator, search state included.
+
+        Written atomically (temporary file, then rename), so an interrupted write leaves
+        the previous checkpoint intact. Outputs whose search is still running are stored
+        as state only; loading rebuilds their equations from it (`__setstate__`).
+        """
+        import os
+        import pickle
+
+        state = self.__getstate__()
+        state["search_states_"] = [jax.device_get(s) for s in states]
+        state["equations_list_"] = list(self.equations_list_)
+        path = os.path.join(self.output_directory_, self.run_id_, "checkpoint.pkl")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        snapshot = object.__new__(type(self))
+        snapshot.__dict__.update(state)
+        try:
+            data = pickle.dumps(snapshot, protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, AttributeError, TypeError) as e:
+            if not getattr(self, "_checkpoint_warned", False):
+                self._checkpoint_warned = True
+                warnings.warn(
+                    f"checkpoint.pkl is not written: a parameter cannot be pickled ({e}). "
+                    "Define callables (losses, early_stop_condition, operators) at module level. "
+                    "hall_of_fame.csv is still written.", UserWarning, stacklevel=2,
+                )
+            return None
+        atomic_write(path, data)
+        return path
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        states = state.get("search_states_") or []
+        tables = state.get("equations_list_")
+        if tables is not None and len(tables) < len(states):
+            self.equations_list_ = list(tables) + [
+                self._table(hall_of_fame_entries(s)) for s in states[len(tables):]
+            ]
+
+    def refresh(self, run_directory: str | None = None):
+        """Re-read the equations from `hall_of_fame.csv` of the run directory (PySR's `refresh`).
+
+        Use it while another process is still searching into that directory.
+        """
+        import os
+
+        self._check_fitted()
+        base = run_directory or os.path.join(self.output_directory_, self.run_id_)
+        dirs = [base] if self.nout_ == 1 else [os.path.join(base, f"output{j + 1}")
+                                                for j in range(self.nout_)]
+        self.equations_list_ = [
+            read_hall_of_fame(d, self.operators_, list(self.feature_names_in_), self.loss_scale)
+            for d in dirs
+        ]
+        return self
 
     # -------------------------------------------------------------------------- results
 
@@ -281,6 +422,19 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         tables = []
         for t in self.equations_list_:
             t = t.copy()
+            if self.output_jax_format:
+                from ._equations import jax_callable
+
+                t["jax_format"] = [jax_callable(tree, self.operators_) for tree in t["tree"]]
+            if self.output_torch_format:
+                from .export import to_torch
+
+                t["torch_format"] = [
+                    to_torch(tree, operators=self.operators_,
+                             variable_names=list(self.feature_names_in_),
+                             extra_torch_mappings=self.extra_torch_mappings)
+                    for tree in t["tree"]
+                ]
             if len(t):
                 t["_chosen"] = False
                 t.loc[t.index[select_index(t["loss"], t["score"], self.model_selection)], "_chosen"] = True
@@ -316,11 +470,10 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
     def predict(self, X, index=None):
         """Predictions of the chosen equation(s), NaN where an operator leaves its domain."""
         self._check_fitted()
-        if isinstance(X, pd.DataFrame):
-            X = X.to_numpy()
-        X = check_data(X)
+        X = check_data(_as_dense(X))
         if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features; the model was fitted on {self.n_features_in_}.")
+            raise ValueError(f"X has {X.shape[1]} features, but PySRRegressor is expecting "
+                             f"{self.n_features_in_} features as input.")
         preds = [row["lambda_format"](X) for row in self._rows(index)]
         return preds[0] if self.nout_ == 1 else np.stack(preds, axis=1)
 
@@ -349,6 +502,28 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
 
         rows = self._rows(index)
         out = [jax_callable(r["tree"], self.operators_) for r in rows]
+        return out[0] if self.nout_ == 1 else out
+
+    def equinox(self, index=None):
+        """The chosen equation(s) as an `eqx.Module` with trainable constants, callable on
+        `X [N, n_features]` (one module stacking every output for multi-output fits)."""
+        from .export import stack_equinox, to_equinox
+
+        trees = [r["tree"] for r in self._rows(index)]
+        names = list(self.feature_names_in_)
+        if self.nout_ == 1:
+            return to_equinox(trees[0], operators=self.operators_, variable_names=names)
+        return stack_equinox(trees, operators=self.operators_, variable_names=names)
+
+    def pytorch(self, index=None):
+        """The chosen equation(s) as `torch.nn.Module`s with trainable constants (PySR's
+        `pytorch()`: a list for multi-output fits). Needs `pip install symjax_sr[torch]`."""
+        from .export import to_torch
+
+        out = [to_torch(r["tree"], operators=self.operators_,
+                        variable_names=list(self.feature_names_in_),
+                        extra_torch_mappings=self.extra_torch_mappings)
+               for r in self._rows(index)]
         return out[0] if self.nout_ == 1 else out
 
     def _write_hof_now(self, j, state):

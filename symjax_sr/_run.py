@@ -28,7 +28,7 @@ from ._options import SearchOptions
 from ._search import SearchData, SearchState, baseline_loss, init_state, iteration
 from ._tree import Tree
 
-__all__ = ["SearchResult", "HofEntry", "run_search", "hall_of_fame_entries"]
+__all__ = ["SearchResult", "HofEntry", "run_search", "hall_of_fame_entries", "padded_rows"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +120,28 @@ def _compiled_iteration(state, ev, data, opts):
     return compiled
 
 
+def padded_rows(n: int) -> int:
+    """The row count a search of `n` rows runs at: `n` rounded up to one of eight steps
+    per octave (at most 12.5% more rows), so that fits of similar size share one
+    compiled iteration instead of compiling their own."""
+    if n <= 32:
+        return 32
+    octave = 1 << (n.bit_length() - 4)  # n in [8·octave, 16·octave)
+    return -(-n // octave) * octave
+
+
+def _pad_rows(X, y, weights, n: int):
+    """Pad to `n` rows with copies of the first row at weight 0: they change no loss,
+    and stay inside every operator's domain exactly when the first row does."""
+    extra = n - X.shape[0]
+    w = np.ones(X.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
+    if extra == 0:
+        return X, y, w
+    return (np.concatenate([X, np.repeat(X[:1], extra, axis=0)]),
+            np.concatenate([y, np.repeat(y[:1], extra)]),
+            np.concatenate([w, np.zeros(extra)]))
+
+
 def _early_stop(condition, entries: list[HofEntry]) -> bool:
     if condition is None:
         return False
@@ -159,6 +181,11 @@ def run_search(
     if X.shape[1] != opts.n_features:
         raise ValueError(f"X has {X.shape[1]} features but the options were built for {opts.n_features}.")
     ev = get_evaluator(evaluator, opts.operators)
+    # Pad rows to a size bucket (weight 0) so that similar fits reuse the compiled
+    # iteration. Not with mini-batches (they sample rows) nor with a `loss_function`
+    # (it sees every row of the prediction).
+    if not opts.batching and opts.loss_function is None:
+        X, y, weights = _pad_rows(X, y, weights, padded_rows(X.shape[0]))
     Xt = jnp.asarray(X.T, dtype)
     w = None if weights is None else jnp.asarray(weights, dtype)
     y_ = jnp.asarray(y, dtype)

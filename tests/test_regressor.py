@@ -2,6 +2,7 @@
 compiled iteration is reused across tests."""
 
 import os
+import shutil
 import warnings
 
 import numpy as np
@@ -57,6 +58,14 @@ def test_pysr_user_script(fitted):
     np.testing.assert_allclose(np.broadcast_to(f(X[:, 0], X[:, 1]), pred.shape), pred, rtol=1e-5, atol=1e-6)
     jx = model.jax()
     np.testing.assert_allclose(np.asarray(jx["callable"](X, jx["parameters"])), pred, rtol=1e-4, atol=1e-5)
+    eqx_module = model.equinox()
+    np.testing.assert_allclose(np.asarray(eqx_module(X)), pred, rtol=1e-4, atol=1e-5)
+    import torch
+
+    torch_module = model.pytorch()
+    with torch.no_grad():
+        out = torch_module(torch.tensor(X, dtype=torch.float64)).numpy()
+    np.testing.assert_allclose(np.broadcast_to(out, pred.shape), pred, rtol=1e-4, atol=1e-5)
     assert isinstance(model.latex(), str) and "\\toprule" in model.latex_table()
     assert ">>>>" in repr(model)
     # hall_of_fame.csv in PySR's layout and columns
@@ -64,6 +73,33 @@ def test_pysr_user_script(fitted):
     csv = pd.read_csv(path)
     assert list(csv.columns) == ["Complexity", "Loss", "Equation"]
     assert len(csv) == len(eq)
+
+
+def test_jax_and_torch_format_columns(fitted):
+    model, X, _ = fitted
+    model.set_params(output_jax_format=True, output_torch_format=True)
+    try:
+        eq = model.equations_
+        row = eq.iloc[-1]
+        f = row["jax_format"]
+        np.testing.assert_allclose(np.asarray(f["callable"](X, f["parameters"])),
+                                   row["lambda_format"](X), rtol=1e-4, atol=1e-5)
+        assert len(list(row["torch_format"].parameters())) == 1
+    finally:
+        model.set_params(output_jax_format=False, output_torch_format=False)
+
+
+def bad_mapping_op(x):
+    return x
+
+
+def test_unexportable_custom_operator_fails_before_the_search():
+    X, y = _data()
+    model = PySRRegressor(**{**SMALL, "unary_operators": [bad_mapping_op]},
+                          extra_sympy_mappings={"bad_mapping_op": lambda x: "not sympy"})
+    with pytest.raises(ValueError, match="bad_mapping_op"):
+        model.fit(X, y)
+    assert not hasattr(model, "equations_list_")
 
 
 def test_model_selection(fitted):
@@ -154,8 +190,23 @@ def test_data_errors():
         m.fit(X, y, variable_names=["a b", "c"])
     with pytest.raises(TypeError, match="numbers"):
         m.fit(X, y.astype(str))
+    with pytest.raises(ValueError, match="y to be passed"):
+        m.fit(X, None)
+
     with pytest.raises(ValueError, match="not supported yet"):
         m.fit(X, y, X_units=["m", "s"])
+
+
+def test_predict_errors(fitted):
+    model, X, _ = fitted
+    with pytest.raises(ValueError, match="expecting 2 features"):
+        model.predict(X[:, :1])
+    with pytest.raises(ValueError, match="Reshape your data"):
+        model.predict(X[:, 0].tolist())
+    with pytest.raises(TypeError, match="Sparse data"):
+        import scipy.sparse
+
+        model.predict(scipy.sparse.csr_matrix(X))
 
 
 def test_julia_only_options_warn():
@@ -201,12 +252,107 @@ def test_warm_start_continues_and_keeps_the_front(tmp_path):
         model.fit(X, y)
 
 
-def test_from_file_round_trip(fitted):
-    model, X, _ = fitted
+def test_from_file_round_trip(fitted, tmp_path):
+    model, X, y = fitted
     run = os.path.join(model.output_directory_, model.run_id_)
-    loaded = PySRRegressor.from_file(run, n_features_in=X.shape[1])
+    # our run directory: the checkpoint brings back the whole estimator, search state included
+    loaded = PySRRegressor.from_file(run, warm_start=True)
     pd.testing.assert_series_equal(loaded.equations_["equation"], model.equations_["equation"])
     np.testing.assert_allclose(loaded.predict(X), model.predict(X), rtol=1e-5, atol=1e-6)
+    clock = int(loaded.search_states_[0].iteration)
+    loaded.set_params(output_directory=str(tmp_path)).fit(X, y)
+    assert int(loaded.search_states_[0].iteration) == clock + SMALL["niterations"]
+    # hall_of_fame.csv alone (no checkpoint): the equations come back
+    (tmp_path / "csv_only").mkdir()
+    shutil.copyfile(os.path.join(run, "hall_of_fame.csv"), tmp_path / "csv_only" / "hall_of_fame.csv")
+    csv_only = PySRRegressor.from_file(str(tmp_path / "csv_only"), n_features_in=X.shape[1])
+    pd.testing.assert_series_equal(csv_only.equations_["equation"], model.equations_["equation"])
+    np.testing.assert_allclose(csv_only.predict(X), model.predict(X), rtol=1e-5, atol=1e-6)
+
+
+def myop(x):
+    import jax.numpy as jnp
+
+    return 2.0 * jnp.sin(x)
+
+
+def test_pickle_round_trip_with_custom_operator(tmp_path):
+    import pickle
+
+    X, y = _data()
+    model = PySRRegressor(**{**SMALL, "unary_operators": ["cos", myop]},
+                          extra_sympy_mappings={"myop": lambda x: 2 * sympy.sin(x)},
+                          random_state=0, output_directory=str(tmp_path)).fit(X, y)
+    loaded = pickle.loads(pickle.dumps(model))
+    pd.testing.assert_series_equal(loaded.equations_["equation"], model.equations_["equation"])
+    np.testing.assert_allclose(loaded.predict(X), model.predict(X), rtol=1e-6)
+    assert loaded.extra_sympy_mappings["myop"](sympy.Symbol("z")) == 2 * sympy.sin(sympy.Symbol("z"))
+    # the unpickled custom operator equals the original, so warm starts are allowed
+    assert loaded.operators_ == model.operators_
+    loaded.set_params(warm_start=True).fit(X, y)
+
+
+_CALLS = []
+
+
+def crash_on_second_iteration(loss, complexity):
+    _CALLS.append(1)
+    if len(_CALLS) > 1:
+        raise RuntimeError("simulated crash")
+    return False
+
+
+def test_unpicklable_parameter_warns_and_the_fit_goes_on(tmp_path):
+    X, y = _data()
+    model = PySRRegressor(**SMALL, random_state=0, output_directory=str(tmp_path), run_id="r",
+                          early_stop_condition=lambda loss, complexity: False)
+    with pytest.warns(UserWarning, match="checkpoint.pkl"):
+        model.fit(X, y)
+    assert not (tmp_path / "r" / "checkpoint.pkl").exists()
+    assert (tmp_path / "r" / "hall_of_fame.csv").exists() and len(model.equations_)
+
+
+def test_checkpoint_during_search_keeps_the_equations(tmp_path, monkeypatch):
+    import symjax_sr._regressor as reg
+
+    monkeypatch.setattr(reg, "_CHECKPOINT_EVERY_S", 0.0)
+    _CALLS.clear()
+    X, y = _data()
+    model = PySRRegressor(**SMALL, random_state=0, output_directory=str(tmp_path), run_id="run",
+                          early_stop_condition=crash_on_second_iteration)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        model.fit(X, y)
+    loaded = PySRRegressor.from_file(str(tmp_path / "run"))
+    csv = pd.read_csv(tmp_path / "run" / "hall_of_fame.csv")
+    assert list(loaded.equations_["equation"]) == list(csv["Equation"])
+    assert np.isfinite(loaded.predict(X)).all()
+
+
+def test_refresh_rereads_the_hall_of_fame(fitted, tmp_path):
+    import copy
+
+    model, X, _ = fitted
+    m = copy.deepcopy(model)
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "hall_of_fame.csv").write_text("Complexity,Loss,Equation\n3,0.5,\"(x0 * x0)\"\n")
+    m.refresh(str(run))
+    assert list(m.equations_["equation"]) == ["(x0 * x0)"]
+    np.testing.assert_allclose(m.predict(X), X[:, 0] ** 2, rtol=1e-6)
+
+
+def test_progress_bar_on_a_terminal(tmp_path, monkeypatch, capsys):
+    import sys
+
+    X, y = _data()
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    PySRRegressor(**{**SMALL, "progress": True, "verbosity": 1}, random_state=0,
+                  output_directory=str(tmp_path)).fit(X, y)
+    err = capsys.readouterr().err
+    assert f"{SMALL['niterations']}/{SMALL['niterations']}" in err and "best loss" in err
+    PySRRegressor(**SMALL, random_state=0, output_directory=str(tmp_path)).fit(X, y)
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""  # verbosity 0: silent
 
 
 def test_from_file_reads_a_pysr_run(tmp_path):

@@ -77,8 +77,12 @@ def test_iteration_is_traced_at_most_once(monkeypatch):
     from symjax_sr._evaluate import get_evaluator
     from symjax_sr._search import SearchData
 
+    from symjax_sr._run import _pad_rows, padded_rows
+
     ev = get_evaluator(EVALUATOR, OPS)
-    data = SearchData(jnp.asarray(X.T), jnp.asarray(Y), None, jnp.asarray(1.0, jnp.float32))
+    Xp, Yp, Wp = _pad_rows(X, Y, None, padded_rows(len(Y)))  # as `run_search` pads them
+    data = SearchData(jnp.asarray(Xp.T, jnp.float32), jnp.asarray(Yp, jnp.float32),
+                      jnp.asarray(Wp, jnp.float32), jnp.asarray(1.0, jnp.float32))
     state = result.state
     size_before = _ITERATION._cache_size()
     for cur in (3, 7, 14):
