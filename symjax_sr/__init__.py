@@ -9,12 +9,7 @@ from ._constants import ConstantStatus as ConstantStatus
 from ._constants import optimize_constants as optimize_constants
 from ._constants import population_loss as population_loss
 from ._constants import select_members as select_members
-from .eql import EQL as EQL
-from .eql import EQLLayer as EQLLayer
-from .eql import EQLRegressor as EQLRegressor
-from .eql import l0_penalty as l0_penalty
-from .eql import l1_penalty as l1_penalty
-from .eql import l12_penalty as l12_penalty
+from ._distill import distill as distill
 from ._evaluate import Evaluator as Evaluator
 from ._evaluate import ReferenceEvaluator as ReferenceEvaluator
 from ._evaluate import evaluate as evaluate
@@ -50,6 +45,12 @@ from ._tree import Complexities as Complexities
 from ._tree import Population as Population
 from ._tree import Tree as Tree
 from ._tree import stack_trees as stack_trees
+from .eql import EQL as EQL
+from .eql import EQLLayer as EQLLayer
+from .eql import EQLRegressor as EQLRegressor
+from .eql import l0_penalty as l0_penalty
+from .eql import l1_penalty as l1_penalty
+from .eql import l12_penalty as l12_penalty
 from .export import EquinoxExpression as EquinoxExpression
 from .export import check_exportable as check_exportable
 from .export import quantise_to as quantise_to

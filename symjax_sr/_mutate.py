@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
 from ._operators import CONST, FIRST_OP, PAD, VAR, OperatorSet
-from ._tree import Population, structure
+from ._tree import structure
 
 __all__ = ["Nodes", "MUTATIONS", "to_nodes", "from_nodes", "assemble"]
 

@@ -27,8 +27,7 @@ from ._equations import (
     write_hall_of_fame,
 )
 from ._evaluate import check_data
-from .export import check_exportable
-from ._kernels import choose_evaluator
+from ._kernels import choose_evaluator, untimed_evaluator
 from ._operators import OPERATORS
 from ._params import PYSR_DEFAULTS, build_search_options, check_unknown_kwargs
 from ._random import random_population
@@ -36,6 +35,7 @@ from ._run import hall_of_fame_entries, run_search
 from ._selection import select_index
 from ._strings import _check_names
 from ._sympy import tree_to_latex
+from .export import check_exportable
 
 __all__ = ["PySRRegressor"]
 
@@ -92,8 +92,9 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
     Every parameter keeps PySR's name, meaning and default (see `symjax_sr._params`),
     except `optimizer_algorithm="LM"` (Levenberg-Marquardt, measured faster and more
     accurate than BFGS here) and the extra `evaluator` ("auto" times the kernels once
-    on the real shapes at the start of `fit`). Parameters are stored verbatim and
-    validated in `fit`.
+    on the real shapes at the start of `fit`; with `deterministic=True` it picks by backend
+    instead, because a timed pick can change with the machine's load and the two
+    kernels round differently). Parameters are stored verbatim and validated in `fit`.
 
     ```python
     model = PySRRegressor(binary_operators=["+", "*"], unary_operators=["cos"], niterations=20)
@@ -318,6 +319,11 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
     def _choose_evaluator(self, opts, X, y, dtype):
         if self.evaluator != "auto":
             return self.evaluator
+        if self.deterministic:  # a timed pick depends on the machine's load
+            name = untimed_evaluator(X.shape[0])
+            if self.verbosity > 0:
+                print(f"evaluator: {name} (untimed: deterministic=True)", file=sys.stderr)
+            return name
         pop = random_population(jax.random.key(0), 256, opts.operators, opts.n_features,
                                 opts.length, opts.const_slots, min_size=1, max_size=opts.maxsize,
                                 dtype=dtype)

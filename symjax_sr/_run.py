@@ -101,23 +101,32 @@ _ITERATION = jax.jit(iteration, static_argnames=("evaluator", "opts"))
 _INIT = jax.jit(init_state, static_argnames=("evaluator", "opts"))
 _BASELINE = jax.jit(baseline_loss, static_argnames=("evaluator", "opts"))
 
-
 _COMPILED: collections.OrderedDict = collections.OrderedDict()
-_COMPILED_MAX = 8  # bounded: every compiled program holds executable memory
+#: Programs kept across fits. Each holds executable memory (thousands of memory maps for
+#: an iteration on XLA:CPU), so the cache is bounded: an evicted program is freed, and a
+#: process running hundreds of fits stays far below the kernel's map limit.
+COMPILED_MAX = 12
 
 
-def _compiled_iteration(state, ev, data, opts):
-    """The AOT-compiled iteration for these options and shapes, reused across fits."""
-    leaves, treedef = jax.tree.flatten((state, data))
-    key = (opts, ev, treedef, tuple((jnp.shape(x), str(jnp.result_type(x))) for x in leaves))
+def _compiled(fn, ev, opts, **dynamic):
+    """`fn(evaluator=ev, opts=opts, **dynamic)`, compiled ahead of time for these shapes and
+    taken from the bounded cache shared by every fit in the process; call it with
+    `**dynamic`."""
+    leaves, treedef = jax.tree.flatten(dynamic)
+    key = (fn, opts, ev, treedef, tuple((jnp.shape(x), str(jnp.result_type(x))) for x in leaves))
     if key in _COMPILED:
         _COMPILED.move_to_end(key)
         return _COMPILED[key]
-    compiled = _ITERATION.lower(state, ev, data, opts, jnp.int32(opts.maxsize)).compile()
+    compiled = fn.lower(evaluator=ev, opts=opts, **dynamic).compile()
     _COMPILED[key] = compiled
-    if len(_COMPILED) > _COMPILED_MAX:
+    while len(_COMPILED) > COMPILED_MAX:
         _COMPILED.popitem(last=False)
     return compiled
+
+
+def clear_compiled() -> None:
+    """Free every compiled search program held for reuse (the next fit compiles anew)."""
+    _COMPILED.clear()
 
 
 def padded_rows(n: int) -> int:
@@ -191,11 +200,12 @@ def run_search(
     y_ = jnp.asarray(y, dtype)
     t0 = time.perf_counter()
     data = SearchData(Xt, y_, w, jnp.asarray(0.0, dtype))
-    data = data._replace(baseline=_BASELINE(ev, data, opts))
+    data = data._replace(baseline=_compiled(_BASELINE, ev, opts, data=data)(data=data))
     if state is None:
         key = jax.random.key(0 if random_state is None else int(random_state), impl="rbg")
-        state = _INIT(key, ev, data, opts, jnp.int32(_cur_maxsize(opts, 0, niterations)))
-    compiled = _compiled_iteration(state, ev, data, opts)
+        init = dict(key=key, data=data, curmaxsize=jnp.int32(_cur_maxsize(opts, 0, niterations)))
+        state = _compiled(_INIT, ev, opts, **init)(**init)
+    step = _compiled(_ITERATION, ev, opts, state=state, data=data, curmaxsize=jnp.int32(0))
     compile_s = time.perf_counter() - t0
     start = time.perf_counter()
     num_evals = 0.0
@@ -204,7 +214,7 @@ def run_search(
     with _sigint_flag() as interrupted:
         for it in range(1, niterations + 1):
             cur = jnp.int32(_cur_maxsize(opts, it - 1, niterations))
-            state, evals = compiled(state, data, cur)
+            state, evals = step(state=state, data=data, curmaxsize=cur)
             num_evals += float(evals)
             wall = time.perf_counter() - start
             entries = None

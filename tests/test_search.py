@@ -75,9 +75,8 @@ def test_iteration_is_traced_at_most_once(monkeypatch):
     # more iterations, another seed and other `curmaxsize` values: nothing is traced again
     _run(niterations=6, random_state=8)
     from symjax_sr._evaluate import get_evaluator
-    from symjax_sr._search import SearchData
-
     from symjax_sr._run import _pad_rows, padded_rows
+    from symjax_sr._search import SearchData
 
     ev = get_evaluator(EVALUATOR, OPS)
     Xp, Yp, Wp = _pad_rows(X, Y, None, padded_rows(len(Y)))  # as `run_search` pads them
@@ -86,13 +85,14 @@ def test_iteration_is_traced_at_most_once(monkeypatch):
     state = result.state
     size_before = _ITERATION._cache_size()
     for cur in (3, 7, 14):
-        state, evals = _ITERATION(state, ev, data, OPTS, jnp.int32(cur))
+        state, evals = _ITERATION(state=state, evaluator=ev, data=data, opts=OPTS,
+                                  curmaxsize=jnp.int32(cur))  # as `run_search` lowers it
         assert float(evals) > 0
     assert len(traces) <= 1
     assert _ITERATION._cache_size() <= size_before + 1
     sizes = []
     for cur in (4, 9):
-        state, _ = _ITERATION(state, ev, data, OPTS, jnp.int32(cur))
+        state, _ = _ITERATION(state=state, evaluator=ev, data=data, opts=OPTS, curmaxsize=jnp.int32(cur))
         sizes.append(_ITERATION._cache_size())
     assert sizes[0] == sizes[1]
 

@@ -17,6 +17,7 @@ counts, which reverse mode cannot differentiate.
 from .._evaluate import register_evaluator
 from ._auto import AutoEvaluator as AutoEvaluator
 from ._auto import choose_evaluator as choose_evaluator
+from ._auto import untimed_evaluator as untimed_evaluator
 from ._select import SelectEvaluator as SelectEvaluator
 from ._switch import SwitchEvaluator as SwitchEvaluator
 
