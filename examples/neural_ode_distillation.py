@@ -1,7 +1,7 @@
 """Neural-ODE distillation: learn a vector field with a network, read off its formula.
 
     python examples/neural_ode_distillation.py            # full run (a few minutes on 2 cores)
-    python examples/neural_ode_distillation.py --quick    # smaller CI run (~1 minute)
+    python examples/neural_ode_distillation.py --quick    # a smaller run (~2 minutes)
 
 The system is dx/dt = y/(1+y), dy/dt = -x/(1+x) (a centre at the origin; with initial
 conditions in [0, 1]² the orbits stay inside x, y > -0.75, so 1+x and 1+y stay positive).
