@@ -38,7 +38,7 @@ def untimed_evaluator(n_rows: int) -> str:
 
 
 class AutoEvaluator(Evaluator):
-    """Untimed choice by backend and row count (a fit should call `choose_evaluator`)."""
+    """Untimed choice by backend (`untimed_evaluator`); a fit times both (`choose_evaluator`)."""
 
     def _pick(self, n_rows: int) -> Evaluator:
         if untimed_evaluator(n_rows) == "select":
