@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
+from ._evaluate import check_data
 from ._regressor import PySRRegressor
 
 __all__ = ["distill"]
@@ -95,17 +96,9 @@ def distill(fn: Callable, X, *, variable_names: Sequence[str] | None = None,
     """
     if not callable(fn):
         raise TypeError(f"`fn` must be a callable such as an equinox module, got {type(fn).__name__}.")
-    X = np.asarray(X)
-    if X.dtype == object or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
-        raise TypeError(f"`X` must hold numbers, got dtype {X.dtype}.")
+    X = check_data(X)
     if not np.issubdtype(X.dtype, np.floating):
         X = X.astype(np.float32)
-    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
-        hint = " (one feature: `X[:, None]`)" if X.ndim == 1 else ""
-        raise ValueError(f"`X` must be [samples, features] with at least one of each, got shape "
-                         f"{X.shape}{hint}.")
-    if not np.all(np.isfinite(X)):
-        raise ValueError("`X` contains NaN or inf; drop those rows.")
     model = PySRRegressor(**regressor_options)  # unknown options fail here, before evaluating
     Y = _evaluate(fn, X, batched)
     return model.fit(X, Y, variable_names=variable_names)

@@ -320,7 +320,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         if self.evaluator != "auto":
             return self.evaluator
         if self.deterministic:  # a timed pick depends on the machine's load
-            name = untimed_evaluator(X.shape[0])
+            name = untimed_evaluator()
             if self.verbosity > 0:
                 print(f"evaluator: {name} (untimed: deterministic=True)", file=sys.stderr)
             return name

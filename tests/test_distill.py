@@ -61,7 +61,7 @@ def test_distill_batched_and_per_sample_agree():
 def test_distill_errors():
     with pytest.raises(TypeError, match="callable"):
         distill(3.0, X, **SEARCH)
-    with pytest.raises(ValueError, match="one feature"):
+    with pytest.raises(ValueError, match="single feature"):
         distill(lambda z: z, X[:, 0], **SEARCH)
     with pytest.raises(ValueError, match="NaN or inf"):
         distill(lambda z: jnp.log(z[0] - 1.0), X, **SEARCH)

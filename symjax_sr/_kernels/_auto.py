@@ -27,29 +27,29 @@ from ._switch import SwitchEvaluator
 
 __all__ = ["AutoEvaluator", "choose_evaluator", "untimed_evaluator"]
 
-def untimed_evaluator(n_rows: int) -> str:
-    """The kernel for `n_rows` rows on this backend without timing anything: the choice
-    a reproducible fit makes, since a timed choice can change with the machine's load
-    (and the kernels round differently). On CPU that is the switch kernel, which
+
+def untimed_evaluator() -> str:
+    """The kernel for this backend without timing anything: the choice a reproducible
+    fit makes, since a timed choice can change with the machine's load (and the
+    kernels round differently). On CPU that is the switch kernel, which
     `bench eval` measured faster than the select kernel at every row count from 100 to
     10^4 (P = 1000 and 4000); elsewhere the select kernel."""
-    del n_rows  # no crossover was measured on CPU; the signature leaves room for one
     return "select" if jax.default_backend() != "cpu" else "switch"
 
 
 class AutoEvaluator(Evaluator):
     """Untimed choice by backend (`untimed_evaluator`); a fit times both (`choose_evaluator`)."""
 
-    def _pick(self, n_rows: int) -> Evaluator:
-        if untimed_evaluator(n_rows) == "select":
+    def _pick(self) -> Evaluator:
+        if untimed_evaluator() == "select":
             return SelectEvaluator(self.operators)
         return SwitchEvaluator(self.operators)
 
     def predict(self, pop: Population, Xt: Float[Array, "features rows"]):
-        return self._pick(Xt.shape[1]).predict(pop, Xt)
+        return self._pick().predict(pop, Xt)
 
     def loss(self, pop, Xt, y, weights=None, elementwise_loss: Callable = l2_loss):
-        return self._pick(Xt.shape[1]).loss(pop, Xt, y, weights, elementwise_loss)
+        return self._pick().loss(pop, Xt, y, weights, elementwise_loss)
 
 
 @eqx.filter_jit
