@@ -103,8 +103,8 @@ _BASELINE = jax.jit(baseline_loss, static_argnames=("evaluator", "opts"))
 
 _COMPILED: collections.OrderedDict = collections.OrderedDict()
 #: Programs kept across fits. Each holds executable memory (thousands of memory maps for
-#: an iteration on XLA:CPU), so the cache is bounded: an evicted program is freed, and a
-#: process running hundreds of fits stays far below the kernel's map limit.
+#: an iteration on XLA:CPU), so the cache is bounded: an evicted program is freed and its
+#: maps are returned, so the maps a process holds for searches stay bounded.
 COMPILED_MAX = 12
 
 
