@@ -145,10 +145,11 @@ class Draws(NamedTuple):
 
 
 class Context(NamedTuple):
-    """Static facts mutations need (hashable: part of the jitted search's static config)."""
+    """What mutations need to know: static options, and the live feature count (an int,
+    or a traced scalar when the data is padded to a feature bucket)."""
 
     operators: OperatorSet
-    n_features: int
+    n_features: int | Int[Array, ""]
     nconst: int
     perturbation_factor: float
     probability_negate_constant: float
@@ -210,12 +211,11 @@ def mutate_operator(r: Draws, t: Nodes, ctx: Context, temperature):
 
 def mutate_feature(r: Draws, t: Nodes, ctx: Context, temperature):
     i, found = r.choose(0, t.op == VAR)
-    if ctx.n_features == 1:
-        return t, jnp.bool_(False)
-    # a different feature, uniformly
-    new = r.randint(0, 0, ctx.n_features - 1)
+    ok = found & (ctx.n_features > 1)
+    # a different feature, uniformly (no change, and a failed mutation, with one feature)
+    new = r.randint(0, 0, jnp.maximum(ctx.n_features - 1, 1))
     new = jnp.where(new >= t.arg[i], new + 1, new)
-    return t._replace(arg=t.arg.at[i].set(new)), found
+    return t._replace(arg=jnp.where(ok, t.arg.at[i].set(new), t.arg)), ok
 
 
 def _children(start, i):

@@ -28,7 +28,8 @@ from ._options import SearchOptions
 from ._search import SearchData, SearchState, baseline_loss, init_state, iteration
 from ._tree import Tree
 
-__all__ = ["SearchResult", "HofEntry", "run_search", "hall_of_fame_entries", "padded_rows"]
+__all__ = ["SearchResult", "HofEntry", "run_search", "hall_of_fame_entries", "padded_rows",
+           "padded_features"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +152,28 @@ def _pad_rows(X, y, weights, n: int):
             np.concatenate([w, np.zeros(extra)]))
 
 
+def padded_features(f: int) -> int:
+    """The feature count a search of `f` features runs at: the next power of two, at
+    least 4, so that fits with 1-4, 5-8, 9-16 ... features share one compiled search."""
+    return max(4, 1 << (f - 1).bit_length())
+
+
+def _pad_features(X, opts: SearchOptions):
+    """Zero columns up to the feature bucket, and options built for that many features.
+    The search never draws a padded feature (it is told the real count), so results do
+    not depend on the padding."""
+    f = X.shape[1]
+    fp = padded_features(f)
+    if fp == f:
+        return X, opts
+    X = np.concatenate([X, np.zeros((X.shape[0], fp - f), X.dtype)], axis=1)
+    cplx = opts.complexities
+    if cplx is not None:
+        per_op, per_var, const = cplx
+        cplx = (per_op, tuple(per_var) + (1.0,) * (fp - f), const)
+    return X, dataclasses.replace(opts, n_features=fp, complexities=cplx)
+
+
 def _early_stop(condition, entries: list[HofEntry]) -> bool:
     if condition is None:
         return False
@@ -195,11 +218,13 @@ def run_search(
     # (it sees every row of the prediction).
     if not opts.batching and opts.loss_function is None:
         X, y, weights = _pad_rows(X, y, weights, padded_rows(X.shape[0]))
+    n_real = X.shape[1]
+    X, opts = _pad_features(X, opts)
     Xt = jnp.asarray(X.T, dtype)
     w = None if weights is None else jnp.asarray(weights, dtype)
     y_ = jnp.asarray(y, dtype)
     t0 = time.perf_counter()
-    data = SearchData(Xt, y_, w, jnp.asarray(0.0, dtype))
+    data = SearchData(Xt, y_, w, jnp.asarray(0.0, dtype), jnp.int32(n_real))
     data = data._replace(baseline=_compiled(_BASELINE, ev, opts, data=data)(data=data))
     if state is None:
         key = jax.random.key(0 if random_state is None else int(random_state), impl="rbg")

@@ -49,10 +49,20 @@ _RANDOMIZE = MUTATIONS.index("randomize")
 
 
 class SearchData(NamedTuple):
+    """The data a search fits. `Xt` may carry zero feature rows beyond the real ones
+    (feature buckets, so that similar fits share one compiled search); `n_features`
+    is then the real count, and new leaves only draw features below it."""
+
     Xt: Float[Array, "features rows"]
     y: Float[Array, " rows"]
     weights: Float[Array, " rows"] | None
     baseline: Float[Array, ""]
+    n_features: Int[Array, ""] | None = None
+
+
+def _live_features(data: SearchData, opts: SearchOptions):
+    """How many features new leaves may use: the real count when the data says it."""
+    return opts.n_features if data.n_features is None else data.n_features
 
 
 class SearchState(eqx.Module):
@@ -70,9 +80,9 @@ class SearchState(eqx.Module):
     iteration: Int[Array, ""]
 
 
-def _ctx(opts: SearchOptions) -> Context:
+def _ctx(opts: SearchOptions, n_features) -> Context:
     return Context(
-        opts.operators, opts.n_features, opts.const_slots, opts.perturbation_factor,
+        opts.operators, n_features, opts.const_slots, opts.perturbation_factor,
         opts.probability_negate_constant,
     )
 
@@ -119,7 +129,7 @@ def init_state(key, evaluator: Evaluator, data: SearchData, opts: SearchOptions,
     init_size = min(opts.maxsize, 7)
     pops = jax.vmap(
         lambda k: random_population(
-            k, P, opts.operators, opts.n_features, L, K, min_size=1, max_size=init_size,
+            k, P, opts.operators, _live_features(data, opts), L, K, min_size=1, max_size=init_size,
             maxdepth=opts.maxdepth, dtype=data.Xt.dtype,
         )
     )(keys)
@@ -180,13 +190,14 @@ def _first_valid(ops, args, consts, oks):
     return ops[i], args[i], consts[i], oks.any()
 
 
-def _event(key, pop_i: Population, cost_i, cplx_i, freq_norm, temperature, curmaxsize, opts):
+def _event(key, pop_i: Population, cost_i, cplx_i, freq_norm, temperature, curmaxsize, opts,
+           n_features):
     """One regularised-evolution event on one island: parents, and the mutated child.
 
     Crossover children are made afterwards, for the events that chose crossover only
     (`_crossovers`), so that the rare crossover costs nothing on every other event.
     """
-    ctx = _ctx(opts)
+    ctx = _ctx(opts, n_features)
     k_t1, k_t2, k_kind, k_mut, k_is = jax.random.split(key, 5)
     a = _tournament(k_t1, cost_i, cplx_i, freq_norm, opts)
     b = _tournament(k_t2, cost_i, cplx_i, freq_norm, opts)
@@ -237,14 +248,14 @@ def _scatter_back(x, order, chosen, shape, fill=0):
     return base.at[dest].set(x, mode="drop").reshape(tuple(shape) + x.shape[1:])
 
 
-def _randomized(key, is_rand, curmaxsize, opts: SearchOptions, dtype):
+def _randomized(key, is_rand, curmaxsize, opts: SearchOptions, dtype, n_features):
     """Random trees (sizes uniform in 1..curmaxsize) for the events that chose `randomize`."""
     C = randomize_capacity(opts)
     order, chosen = _compact(is_rand, C)
     k_size, k_tree = jax.random.split(key)
     sizes = jax.random.randint(k_size, (C,), 1, jnp.maximum(curmaxsize, 1) + 1)
     op, arg, const = jax.vmap(
-        lambda k, n: random_tree(k, n, opts.operators, opts.n_features, opts.length,
+        lambda k, n: random_tree(k, n, opts.operators, n_features, opts.length,
                                  opts.const_slots, dtype)
     )(jax.random.split(k_tree, C), sizes)
     nodes = jax.vmap(to_nodes)(op, arg, const)
@@ -254,14 +265,14 @@ def _randomized(key, is_rand, curmaxsize, opts: SearchOptions, dtype):
     return child, _scatter_back(ok & chosen, order, chosen, shape, False)
 
 
-def _crossovers(key, pop: Population, is_cx, a, b, curmaxsize, opts):
+def _crossovers(key, pop: Population, is_cx, a, b, curmaxsize, opts, n_features):
     """Children of the (up to `crossover_capacity`) events that chose crossover.
 
     Returns both children per event `[I, E]`, with `ok` False for events without
     crossover or beyond the capacity (those are then skipped, like a failed mutation).
     """
     I, E = is_cx.shape
-    ctx = _ctx(opts)
+    ctx = _ctx(opts, n_features)
     C = crossover_capacity(opts)
     order, chosen = _compact(is_cx, C)
     isl = order // E
@@ -298,21 +309,22 @@ def _cycle(carry, temperature, *, evaluator, data, opts, curmaxsize):
     E = opts.events_per_cycle
     key, k_ev, k_acc, k_batch, k_cx, k_rand = jax.random.split(state.key, 6)
     freq_norm = freq_local / freq_local.sum(axis=1, keepdims=True)
+    nf = _live_features(data, opts)
 
     def island_events(k, pop_i, cost_i, cplx_i, fn):
         ks = jax.random.split(k, E)
         return jax.vmap(
-            lambda kk: _event(kk, pop_i, cost_i, cplx_i, fn, temperature, curmaxsize, opts)
+            lambda kk: _event(kk, pop_i, cost_i, cplx_i, fn, temperature, curmaxsize, opts, nf)
         )(ks)
 
     mut, m_ok, is_cx, parent, other, kind = jax.vmap(island_events)(
         jax.random.split(k_ev, I), state.pop, state.cost, state.complexity, freq_norm
     )
     is_rand = kind == _RANDOMIZE
-    r_child, r_ok = _randomized(k_rand, is_rand, curmaxsize, opts, state.pop.const.dtype)
+    r_child, r_ok = _randomized(k_rand, is_rand, curmaxsize, opts, state.pop.const.dtype, nf)
     mut = tuple(jnp.where(is_rand[..., None], r, m) for r, m in zip(r_child, mut))
     m_ok = jnp.where(is_rand, r_ok, m_ok)
-    x1, x2, x_ok = _crossovers(k_cx, state.pop, is_cx, parent, other, curmaxsize, opts)
+    x1, x2, x_ok = _crossovers(k_cx, state.pop, is_cx, parent, other, curmaxsize, opts, nf)
     c1 = tuple(jnp.where(is_cx[..., None], x, m) for x, m in zip(x1, mut))
     c2 = x2
     ok1 = jnp.where(is_cx, x_ok, m_ok)
@@ -327,8 +339,8 @@ def _cycle(carry, temperature, *, evaluator, data, opts, curmaxsize):
     if opts.batching:
         n = data.Xt.shape[1]
         idx = jax.random.randint(k_batch, (min(opts.batch_size, n),), 0, n)
-        bdata = SearchData(data.Xt[:, idx], data.y[idx],
-                           None if data.weights is None else data.weights[idx], data.baseline)
+        bdata = data._replace(Xt=data.Xt[:, idx], y=data.y[idx],
+                              weights=None if data.weights is None else data.weights[idx])
         frac = min(opts.batch_size, n) / n
     else:
         bdata, frac = data, 1.0

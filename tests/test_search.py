@@ -17,7 +17,7 @@ import sympy
 import symjax_sr._search as search_mod
 from symjax_sr import Complexities, Population, make_operator_set, tree_to_string, tree_to_sympy
 from symjax_sr._numpy_eval import evaluate_tree_numpy
-from symjax_sr._operators import PAD
+from symjax_sr._operators import PAD, VAR
 from symjax_sr._options import SearchOptions
 from symjax_sr._run import _ITERATION, hall_of_fame_entries, run_search
 from symjax_sr._selection import compute_scores, select_index
@@ -75,26 +75,51 @@ def test_iteration_is_traced_at_most_once(monkeypatch):
     # more iterations, another seed and other `curmaxsize` values: nothing is traced again
     _run(niterations=6, random_state=8)
     from symjax_sr._evaluate import get_evaluator
-    from symjax_sr._run import _pad_rows, padded_rows
+    from symjax_sr._run import _pad_features, _pad_rows, padded_rows
     from symjax_sr._search import SearchData
 
     ev = get_evaluator(EVALUATOR, OPS)
     Xp, Yp, Wp = _pad_rows(X, Y, None, padded_rows(len(Y)))  # as `run_search` pads them
+    Xp, opts = _pad_features(Xp, OPTS)
     data = SearchData(jnp.asarray(Xp.T, jnp.float32), jnp.asarray(Yp, jnp.float32),
-                      jnp.asarray(Wp, jnp.float32), jnp.asarray(1.0, jnp.float32))
+                      jnp.asarray(Wp, jnp.float32), jnp.asarray(1.0, jnp.float32), jnp.int32(2))
     state = result.state
     size_before = _ITERATION._cache_size()
     for cur in (3, 7, 14):
-        state, evals = _ITERATION(state=state, evaluator=ev, data=data, opts=OPTS,
+        state, evals = _ITERATION(state=state, evaluator=ev, data=data, opts=opts,
                                   curmaxsize=jnp.int32(cur))  # as `run_search` lowers it
         assert float(evals) > 0
     assert len(traces) <= 1
     assert _ITERATION._cache_size() <= size_before + 1
     sizes = []
     for cur in (4, 9):
-        state, _ = _ITERATION(state=state, evaluator=ev, data=data, opts=OPTS, curmaxsize=jnp.int32(cur))
+        state, _ = _ITERATION(state=state, evaluator=ev, data=data, opts=opts, curmaxsize=jnp.int32(cur))
         sizes.append(_ITERATION._cache_size())
     assert sizes[0] == sizes[1]
+
+
+def test_feature_counts_in_one_bucket_share_the_compiled_search(monkeypatch):
+    """A 3-feature fit runs on the 2-feature fit's program (both pad to 4 features), and
+    never uses the padded feature: every leaf refers to a real column."""
+    from symjax_sr._run import padded_features
+
+    assert [padded_features(f) for f in (1, 2, 4, 5, 8, 9, 17)] == [4, 4, 4, 8, 8, 16, 32]
+    _run(niterations=2)  # the 2-feature program, compiled or cached
+    traces = []
+    original = search_mod._cycle
+    monkeypatch.setattr(search_mod, "_cycle", lambda *a, **k: (traces.append(1), original(*a, **k))[1])
+    X3 = np.concatenate([X, _rng.uniform(-3, 3, (200, 1)).astype(np.float32)], axis=1)
+    opts3 = SearchOptions(
+        operators=OPS, n_features=3, maxsize=14, populations=4, population_size=20,
+        ncycles_per_iteration=20,
+    )
+    result = run_search(X3, Y, opts3, evaluator=EVALUATOR, niterations=3, random_state=0)
+    assert traces == []
+    pop = jax.device_get(result.state.pop)
+    h = jax.device_get(result.state.hof)
+    for op, arg in ((pop.op, pop.arg), (h.op, h.arg)):
+        var = np.asarray(op) == VAR
+        assert var.any() and np.asarray(arg)[var].max() <= 2
 
 
 # ------------------------------------------------------------------------- determinism
