@@ -131,11 +131,12 @@ def clear_compiled() -> None:
 
 
 def padded_rows(n: int) -> int:
-    """The row count a search of `n` rows runs at: `n` rounded up to one of eight steps
-    per octave (at most 12.5% more rows), so that fits of similar size share one
-    compiled iteration instead of compiling their own."""
-    if n <= 32:
-        return 32
+    """The row count a search of `n` rows runs at, so that fits of similar size share one
+    compiled iteration instead of compiling their own: 32 or 64 up to 64 rows (where the
+    per-expression overhead dominates the cost), above that `n` rounded up to one of eight
+    steps per octave (at most 12.5% more rows)."""
+    if n <= 64:
+        return 32 if n <= 32 else 64
     octave = 1 << (n.bit_length() - 4)  # n in [8·octave, 16·octave)
     return -(-n // octave) * octave
 
@@ -154,8 +155,10 @@ def _pad_rows(X, y, weights, n: int):
 
 def padded_features(f: int) -> int:
     """The feature count a search of `f` features runs at: the next power of two, at
-    least 4, so that fits with 1-4, 5-8, 9-16 ... features share one compiled search."""
-    return max(4, 1 << (f - 1).bit_length())
+    least 16, so that fits with 1-16, 17-32 ... features share one compiled search.
+    Padded features cost next to nothing: the kernels index `X` by feature, and the
+    only per-feature table is the variables' complexity."""
+    return max(16, 1 << (f - 1).bit_length())
 
 
 def _pad_features(X, opts: SearchOptions):

@@ -99,11 +99,11 @@ def test_iteration_is_traced_at_most_once(monkeypatch):
 
 
 def test_feature_counts_in_one_bucket_share_the_compiled_search(monkeypatch):
-    """A 3-feature fit runs on the 2-feature fit's program (both pad to 4 features), and
+    """A 3-feature fit runs on the 2-feature fit's program (both pad to 16 features), and
     never uses the padded feature: every leaf refers to a real column."""
     from symjax_sr._run import padded_features
 
-    assert [padded_features(f) for f in (1, 2, 4, 5, 8, 9, 17)] == [4, 4, 4, 8, 8, 16, 32]
+    assert [padded_features(f) for f in (1, 2, 4, 5, 16, 17, 33)] == [16, 16, 16, 16, 16, 32, 64]
     _run(niterations=2)  # the 2-feature program, compiled or cached
     traces = []
     original = search_mod._cycle

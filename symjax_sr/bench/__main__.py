@@ -16,6 +16,7 @@ BENCHMARKS = {
     "constants": ("_constants", "batched constant fitting vs a scipy loop"),
     "search": ("_search", "one search on a public problem"),
     "eql": ("_eql", "EQL networks on Kim et al.'s function set"),
+    "recovery": ("_recovery", "recovery over the public problems, peers in the same run"),
 }
 
 
