@@ -107,6 +107,7 @@ _COMPILED: collections.OrderedDict = collections.OrderedDict()
 #: an iteration on XLA:CPU), so the cache is bounded: an evicted program is freed and its
 #: maps are returned, so the maps a process holds for searches stay bounded.
 COMPILED_MAX = 12
+_STATS = {"compiles": 0}
 
 
 def _compiled(fn, ev, opts, **dynamic):
@@ -119,10 +120,16 @@ def _compiled(fn, ev, opts, **dynamic):
         _COMPILED.move_to_end(key)
         return _COMPILED[key]
     compiled = fn.lower(evaluator=ev, opts=opts, **dynamic).compile()
+    _STATS["compiles"] += 1
     _COMPILED[key] = compiled
     while len(_COMPILED) > COMPILED_MAX:
         _COMPILED.popitem(last=False)
     return compiled
+
+
+def compile_count() -> int:
+    """How many search programs this process has compiled (cache misses of `_compiled`)."""
+    return _STATS["compiles"]
 
 
 def clear_compiled() -> None:

@@ -189,17 +189,17 @@ def symbolically_equivalent(model: sympy.Expr, truth: sympy.Expr, digits: int = 
         return False
     candidates = [truth - model, model / truth]
     if points is not None:
-        checks = [_numerically_constant(c, points) for c in candidates]
-        if all(c is False for c in checks):
-            return False
+        # a candidate that is not constant on the points is not worth SymPy's time
+        candidates = [c for c in candidates if _numerically_constant(c, points) is not False]
     for candidate in candidates:
         # SRBench: round, test; simplify, round, test. Then once more with the rounded
-        # constants as rationals, which SymPy cancels exactly.
-        expr = round_constants(candidate, digits)
-        if _is_constant(expr):
-            return True
+        # constants as rationals, which SymPy cancels exactly. All of it under the time
+        # limit: even `is_constant` may call `simplify`.
         try:
             with _time_limit(timeout):
+                expr = round_constants(candidate, digits)
+                if _is_constant(expr):
+                    return True
                 expr = round_constants(sympy.simplify(expr), digits)
                 if _is_constant(expr):
                     return True
