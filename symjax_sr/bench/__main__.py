@@ -17,6 +17,7 @@ BENCHMARKS = {
     "search": ("_search", "one search on a public problem"),
     "eql": ("_eql", "EQL networks on Kim et al.'s function set"),
     "recovery": ("_recovery", "recovery over the public problems, peers in the same run"),
+    "soak": ("_soak", "many fits in one process, a long run, SIGKILLs: memory and files"),
 }
 
 

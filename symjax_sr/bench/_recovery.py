@@ -16,7 +16,8 @@ that can stop early (symjax_sr, gplearn); `time_to_solution_s` is the wall time 
 numerically recovered row.
 
 Rows go to the CSV as they finish; rerunning with the same `--out` skips the rows
-already there (same method, problem, seed and budget), so an interrupted run resumes.
+already there (same method, problem, seed and budget; rows that failed with an error
+are run again), so an interrupted run resumes.
 A peer that is not installed gets a row with `status=skipped`. A markdown summary
 per suite is printed (and written next to the CSV); with matplotlib, a PNG of
 symjax_sr's Pareto front per problem and seed goes to `<out stem>_fronts/`.
@@ -165,12 +166,14 @@ def _run_symjax(problem, X, y, cfg, seed, budget, stop_nmse):
         early_stop_condition=None if stop_nmse is None else stop_nmse * float(np.var(y)),
         **params,
     )
-    model.fit(X, y, variable_names=list(problem.variable_names))
+    # positional names, as for the peers (a problem's names may clash with SymPy's, e.g. gamma)
+    model.fit(X, y)
     info = model.fit_info_[0]
     eqs = model.equations_
     front = [(int(c), float(l)) for c, l in zip(eqs["complexity"], eqs["loss"], strict=True)]
-    return model.sympy(), {"compile_s": info["compile_s"], "evals": info["num_evals"],
-                           "front": front}
+    names = {sympy.Symbol(f"x{i}"): s for i, s in enumerate(problem.symbols())}
+    return model.sympy().xreplace(names), {"compile_s": info["compile_s"],
+                                           "evals": info["num_evals"], "front": front}
 
 
 def _operon_symbols(cfg) -> str:
@@ -185,7 +188,10 @@ def _run_pyoperon(problem, X, y, cfg, seed, budget, stop_nmse):
         raise Skipped("pyoperon is not installed (pip install pyoperon)")
     from pyoperon.sklearn import SymbolicRegressor
 
+    # the time limit governs: its default evaluation and generation limits would stop it
+    # early, with budget left
     model = SymbolicRegressor(allowed_symbols=_operon_symbols(cfg), max_time=max(1, int(budget)),
+                              max_evaluations=10**12, generations=10**9,
                               n_threads=int(cfg.get("threads", 1)), random_state=seed)
     model.fit(X, y)
     names = [f"X{i + 1}" for i in range(X.shape[1])]
@@ -385,7 +391,7 @@ def main(args: argparse.Namespace) -> int:
     methods = ["symjax_sr"] + list(cfg["peers"])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = {_key(r) for r in _read_rows(out)}
+    done = {_key(r) for r in _read_rows(out) if r["status"] != "error"}  # errors are retried
     fronts = out.with_name(out.stem + "_fronts")
     print(f"recovery: {len(chosen)} problems x {len(cfg['seeds'])} seeds x {methods}, budget "
           f"{cfg['budget']:g} s, operators {cfg['binary_operators'] + cfg['unary_operators']}, "
@@ -408,7 +414,8 @@ def main(args: argparse.Namespace) -> int:
                           f"R2 {row.get('test_r2', float('nan')):.6g} size {row.get('size')} "
                           f"wall {row.get('wall_s')} s  {row.get('equation') or row.get('note')}",
                           file=sys.stderr)
-    rows = [r for r in _read_rows(out) if float(r["budget_s"]) == float(cfg["budget"])
+    latest = {_key(r): r for r in _read_rows(out)}  # one row per key, the last written
+    rows = [r for r in latest.values() if float(r["budget_s"]) == float(cfg["budget"])
             and r["problem"] in {p.name for p in chosen}]
     table = summary(rows)
     out.with_suffix(".md").write_text(table + "\n")

@@ -37,6 +37,11 @@ ROWS = (20, 50, 100, 200, 400, 1000)
 FEATURES = (1, 2, 3, 5, 8, 12)
 OPERATORS = ((["+", "*"], []), (["+", "-", "*", "/"], ["cos", "exp"]))
 MAXSIZE = (10, 14)
+#: The search of the long run and of the killed children (one program serves both, and the
+#: warm starts after the kills).
+LONG = dict(populations=4, population_size=20, ncycles_per_iteration=20, maxsize=12,
+            binary_operators=["+", "-", "*", "/"], unary_operators=["cos", "exp"],
+            temp_equation_file=False)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,17 +85,23 @@ def _data(rows: int, features: int, seed: int):
     return X, y
 
 
-def many_fits(n: int, seed: int) -> dict:
+def schedule(i: int) -> dict:
+    """Fit `i` of the many-fits phase: rows, features, operators and `maxsize` vary."""
+    (binary, unary) = OPERATORS[i % 2]
+    return dict(rows=ROWS[i % len(ROWS)], features=FEATURES[(i // len(ROWS)) % len(FEATURES)],
+                binary_operators=binary, unary_operators=unary, maxsize=MAXSIZE[(i // 3) % 2])
+
+
+def many_fits(n: int, seed: int, plan=schedule) -> dict:
     from symjax_sr._run import compile_count
 
     t0 = time.perf_counter()
     c0, r0, m0 = compile_count(), rss_mb(), maps()
     r_max, m_max = r0, m0
     for i in range(n):
-        rows, feats = ROWS[i % len(ROWS)], FEATURES[(i // len(ROWS)) % len(FEATURES)]
-        (binary, unary), maxsize = OPERATORS[i % 2], MAXSIZE[(i // 3) % 2]
-        X, y = _data(rows, feats, seed + i)
-        _tiny(binary_operators=binary, unary_operators=unary, maxsize=maxsize).fit(X, y)
+        opts = dict(plan(i))
+        X, y = _data(opts.pop("rows"), opts.pop("features"), seed + i)
+        _tiny(**opts).fit(X, y)
         r_max, m_max = max(r_max, rss_mb()), max(m_max, maps())
     return {"phase": "many_fits", "fits": n, "rss_start_mb": round(r0, 1),
             "rss_end_mb": round(rss_mb(), 1), "rss_max_mb": round(r_max, 1), "maps_start": m0,
@@ -111,26 +122,27 @@ def long_run(minutes: float, seed: int) -> dict:
     from symjax_sr._run import compile_count
 
     out = tempfile.mkdtemp(prefix="symjax_sr_soak_")
-    X, y = _data(500, 3, seed)
-    model = _tiny(niterations=10**9, timeout_in_seconds=minutes * 60, populations=8,
-                  population_size=27, ncycles_per_iteration=50, maxsize=20,
-                  binary_operators=["+", "-", "*", "/"], unary_operators=["cos", "exp", "log"],
-                  temp_equation_file=False, output_directory=out, run_id="long")
+    X, y = _data(100, 2, seed)
+    model = _tiny(niterations=10**9, timeout_in_seconds=minutes * 60, output_directory=out,
+                  run_id="long", **LONG)
     hof = os.path.join(out, "long", "hall_of_fame.csv")
     ckpt = os.path.join(out, "long", "checkpoint.pkl")
     seen = {"rss_start": None, "rss_max": 0.0, "hof_writes": 0, "ckpt_writes": 0,
             "hof_m": None, "ckpt_m": None}
     done = threading.Event()
 
+    def look():
+        for path, key in ((hof, "hof"), (ckpt, "ckpt")):
+            if os.path.exists(path) and os.path.getmtime(path) != seen[f"{key}_m"]:
+                seen[f"{key}_m"] = os.path.getmtime(path)
+                seen[f"{key}_writes"] += 1
+        if seen["hof_writes"] and seen["rss_start"] is None:
+            seen["rss_start"] = rss_mb()
+        seen["rss_max"] = max(seen["rss_max"], rss_mb())
+
     def sample():
         while not done.wait(1.0):
-            for path, key in ((hof, "hof"), (ckpt, "ckpt")):
-                if os.path.exists(path) and os.path.getmtime(path) != seen[f"{key}_m"]:
-                    seen[f"{key}_m"] = os.path.getmtime(path)
-                    seen[f"{key}_writes"] += 1
-            if seen["hof_writes"] and seen["rss_start"] is None:
-                seen["rss_start"] = rss_mb()
-            seen["rss_max"] = max(seen["rss_max"], rss_mb())
+            look()
 
     t0, c0 = time.perf_counter(), compile_count()
     thread = threading.Thread(target=sample, daemon=True)
@@ -138,6 +150,7 @@ def long_run(minutes: float, seed: int) -> dict:
     model.fit(X, y)
     done.set()
     thread.join()
+    look()  # the files the last iteration wrote
     start = seen["rss_start"] or rss_mb()
     return {"phase": "long_run", "rss_start_mb": round(start, 1), "rss_end_mb": round(rss_mb(), 1),
             "rss_max_mb": round(seen["rss_max"], 1),
@@ -151,9 +164,7 @@ def long_run(minutes: float, seed: int) -> dict:
 def _child(directory: str) -> int:
     """The killed process: a search that writes its files into `directory/run`."""
     X, y = _data(100, 2, 0)
-    _tiny(niterations=10**6, populations=4, population_size=20, ncycles_per_iteration=20,
-          binary_operators=["+", "-", "*"], unary_operators=["cos"], maxsize=12,
-          temp_equation_file=False, output_directory=directory, run_id="run").fit(X, y)
+    _tiny(niterations=10**6, output_directory=directory, run_id="run", **LONG).fit(X, y)
     return 0
 
 
@@ -183,7 +194,7 @@ def _check_run(run_dir: str) -> tuple[bool, str]:
     return (not lost), (f"lost complexities {lost}" if lost else "resumed")
 
 
-def kills(n: int, seed: int) -> dict:
+def kills(n: int, seed: int, max_delay: float = 25.0) -> dict:
     rng = np.random.default_rng(seed)
     t0, r0, m0 = time.perf_counter(), rss_mb(), maps()
     cache = tempfile.mkdtemp(prefix="symjax_sr_soak_cache_")
@@ -191,18 +202,22 @@ def kills(n: int, seed: int) -> dict:
     for i in range(n):
         directory = tempfile.mkdtemp(prefix="symjax_sr_kill_")
         env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=cache)
-        proc = subprocess.Popen([sys.executable, "-m", "symjax_sr.bench", "soak", "--child", directory],
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        log_path = os.path.join(directory, "child.log")
+        with open(log_path, "wb") as log:  # a file, not a pipe: a full pipe would stall the child
+            proc = subprocess.Popen([sys.executable, "-m", "symjax_sr.bench", "soak", "--child",
+                                     directory], env=env, stdout=log, stderr=subprocess.STDOUT)
         hof = os.path.join(directory, "run", "hall_of_fame.csv")
         deadline = time.monotonic() + 300
         while not os.path.exists(hof) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         if proc.poll() is not None or not os.path.exists(hof):
             proc.kill()
-            err = proc.stderr.read().decode()[-300:]
+            proc.wait()
+            with open(log_path, errors="replace") as log:
+                err = log.read()[-300:]
             notes.append(f"kill {i}: child never wrote its files: {err}")
             continue
-        time.sleep(float(rng.uniform(0.0, 25.0)))
+        time.sleep(float(rng.uniform(0.0, max_delay)))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         good, note = _check_run(os.path.join(directory, "run"))
