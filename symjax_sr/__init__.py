@@ -22,6 +22,7 @@ from ._kernels import AutoEvaluator as AutoEvaluator
 from ._kernels import SelectEvaluator as SelectEvaluator
 from ._kernels import SwitchEvaluator as SwitchEvaluator
 from ._kernels import choose_evaluator as choose_evaluator
+from ._memory import SearchMemoryError as SearchMemoryError
 from ._operators import OPERATORS as OPERATORS
 from ._operators import Operator as Operator
 from ._operators import OperatorSet as OperatorSet

@@ -56,6 +56,10 @@ def _as_dense(X):
                        ensure_all_finite=False, ensure_min_samples=1, ensure_min_features=1)
 
 
+def _mib(n):
+    return "memory unknown" if n is None else f"~{n / 2**20:,.1f} MiB"
+
+
 def _read_csv(path):
     from ._equations import read_hall_of_fame_csv
 
@@ -302,12 +306,14 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
                     "iterations": result.iterations, "num_evals": result.num_evals,
                     "wall_s": result.wall_s, "compile_s": result.compile_s,
                     "stopped_because": result.stopped_because, "evaluator": evaluator,
+                    "memory_mb": None if result.memory_bytes is None else result.memory_bytes / 2**20,
                 })
                 self._write_checkpoint(self.search_states_)
                 if self.verbosity > 0:
                     print(f"[output {j}] {result.iterations} iterations, {result.num_evals:.3g} "
                           f"evaluations in {result.wall_s:.1f} s (compile {result.compile_s:.1f} s, "
-                          f"{result.num_evals / max(result.wall_s, 1e-9):.3g} evals/s); "
+                          f"{result.num_evals / max(result.wall_s, 1e-9):.3g} evals/s, "
+                          f"{_mib(result.memory_bytes)} per iteration); "
                           f"stopped: {result.stopped_because}.", file=sys.stderr)
         self._write_files()
         if self.temp_equation_file and self.delete_tempfiles:

@@ -24,6 +24,7 @@ import numpy as np
 
 from ._evaluate import check_data, get_evaluator
 from ._hall_of_fame import pareto_mask
+from ._memory import available_bytes, check_memory, program_bytes
 from ._options import SearchOptions
 from ._search import SearchData, SearchState, baseline_loss, init_state, iteration
 from ._tree import Tree
@@ -51,6 +52,7 @@ class SearchResult:
     wall_s: float
     compile_s: float
     stopped_because: str
+    memory_bytes: int | None = None  # XLA's estimate for one iteration (None if unknown)
 
     @property
     def pareto_front(self) -> list[HofEntry]:
@@ -226,6 +228,7 @@ def run_search(
     # Pad rows to a size bucket (weight 0) so that similar fits reuse the compiled
     # iteration. Not with mini-batches (they sample rows) nor with a `loss_function`
     # (it sees every row of the prediction).
+    n_rows = X.shape[0]
     if not opts.batching and opts.loss_function is None:
         X, y, weights = _pad_rows(X, y, weights, padded_rows(X.shape[0]))
     n_real = X.shape[1]
@@ -236,11 +239,18 @@ def run_search(
     t0 = time.perf_counter()
     data = SearchData(Xt, y_, w, jnp.asarray(0.0, dtype), jnp.int32(n_real))
     data = data._replace(baseline=_compiled(_BASELINE, ev, opts, data=data)(data=data))
+    device = next(iter(Xt.devices()))
+    plan = dict(free=available_bytes(device), rows=n_rows, batching=opts.batching,
+                lanes=opts.populations * opts.population_size)
     if state is None:
         key = jax.random.key(0 if random_state is None else int(random_state), impl="rbg")
         init = dict(key=key, data=data, curmaxsize=jnp.int32(_cur_maxsize(opts, 0, niterations)))
-        state = _compiled(_INIT, ev, opts, **init)(**init)
+        make = _compiled(_INIT, ev, opts, **init)
+        check_memory(program_bytes(make), **plan)
+        state = make(**init)
     step = _compiled(_ITERATION, ev, opts, state=state, data=data, curmaxsize=jnp.int32(0))
+    memory_bytes = program_bytes(step)
+    check_memory(memory_bytes, **plan)  # before the first iteration, not mid-run
     compile_s = time.perf_counter() - t0
     start = time.perf_counter()
     num_evals = 0.0
@@ -279,4 +289,5 @@ def run_search(
         wall_s=time.perf_counter() - start,
         compile_s=compile_s,
         stopped_because=stopped,
+        memory_bytes=memory_bytes,
     )

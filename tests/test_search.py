@@ -15,7 +15,15 @@ import pytest
 import sympy
 
 import symjax_sr._search as search_mod
-from symjax_sr import Complexities, Population, make_operator_set, tree_to_string, tree_to_sympy
+import symjax_sr._run as run_mod
+from symjax_sr import (
+    Complexities,
+    Population,
+    SearchMemoryError,
+    make_operator_set,
+    tree_to_string,
+    tree_to_sympy,
+)
 from symjax_sr._numpy_eval import evaluate_tree_numpy
 from symjax_sr._operators import PAD, VAR
 from symjax_sr._options import SearchOptions
@@ -196,6 +204,22 @@ def test_stop_on_timeout_and_niterations():
 def _mse(tree, X, y):
     pred, ok, _ = evaluate_tree_numpy(tree, X, OPS, float32=True)
     return float(np.mean((pred - y) ** 2)) if ok.all() else math.inf
+
+
+def test_memory_estimate_covers_the_state_and_data(long_run):
+    """XLA's estimate of an iteration holds at least the arrays it takes (state and data)."""
+    leaves = [x for x in jax.tree.leaves(long_run.state)
+              if not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)]
+    held = sum(x.nbytes for x in leaves) + X.nbytes + Y.nbytes
+    assert long_run.memory_bytes is not None and long_run.memory_bytes >= held
+
+
+def test_a_search_that_does_not_fit_stops_before_it_starts(monkeypatch):
+    monkeypatch.setattr(run_mod, "available_bytes", lambda device: 2**20)
+    calls = []
+    with pytest.raises(SearchMemoryError, match=r"only 1 MiB are free.*batching=True.*200 rows"):
+        _run(callback=lambda state, info: calls.append(info))
+    assert calls == []  # no iteration ran
 
 
 def test_final_state_members_are_valid(long_run):
