@@ -7,7 +7,9 @@ pushing everything down, four random. For float32 data the reference first flush
 subnormal inputs to zero, as XLA:CPU does; and since XLA:CPU also flushes subnormal
 results, a product or square of an input below sqrt(tiny) (~1e-19) may come out as 0
 inside a kernel or inside an operator's own formula, so one more run sets such inputs
-to 0. A row's non-finite flag is "stable" when no perturbed run changes it.
+to 0. Not every XLA:CPU operation flushes its operands, though (`pow(0, -1e-45)` is
+inf there, not `0^0 = 1`), so one more run keeps the subnormals. A row's non-finite
+flag is "stable" when no perturbed run changes it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def flush_subnormals(tree, X):
 
 def reference_bound(tree, X, ops, delta=1e-6, rel=1e-5):
     """`(ref64, ok64, bound, stable)` per row for `tree` on `X`."""
+    unflushed = (tree, X)
     if X.dtype == np.float32:
         tree, X = flush_subnormals(tree, X)
     ref64, ok64, _ = evaluate_tree_numpy(tree, X, ops)
@@ -51,6 +54,7 @@ def reference_bound(tree, X, ops, delta=1e-6, rel=1e-5):
     ]
     if X.dtype == np.float32:
         runs.append(evaluate_tree_numpy(*_flush_below(tree, X, np.sqrt(np.finfo(np.float32).tiny)), ops))
+        runs.append(evaluate_tree_numpy(*unflushed, ops))
     for p, pok, _ in runs:
         stable &= pok == ok64
         spread = np.maximum(spread, np.where(pok & ok64, np.abs(p - ref64), np.inf))

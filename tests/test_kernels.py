@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from _strategies import ALL_OPERATORS, datasets, trees
 from _tolerance import reference_bound
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import symjax_sr as sr
@@ -56,8 +56,17 @@ def _stable_and_bound(tree, X, delta=1e-6, rel=1e-5):
     return stable & (ok64 == ok32), ok32, ref64, bound
 
 
+def _pow_of_subnormal(sign):
+    """`x0 ^ c` at x0 = 0 with a subnormal `c`: XLA:CPU's pow does not flush `c`."""
+    op = np.array([1, 2, OPS.opcode("^")], np.int32)
+    value = np.array([0.0, sign * 1e-45, 0.0], np.float32)
+    return [sr.Tree(op, np.zeros(3, np.int32), value)]
+
+
 @pytest.mark.parametrize("name", list(KERNELS))
 @given(st.lists(trees(), min_size=1, max_size=P), datasets())
+@example(_pow_of_subnormal(1.0), np.zeros((12, 3), np.float32))
+@example(_pow_of_subnormal(-1.0), np.zeros((12, 3), np.float32))
 @settings(max_examples=25)
 def test_kernel_matches_reference_and_numpy(name, tree_list, X):
     tree_list, pop = _population(tree_list)
