@@ -34,7 +34,7 @@ from ._evaluate import Evaluator, l2_loss
 from ._operators import CONST
 from ._optimise._bfgs import bfgs
 from ._optimise._lm import levenberg_marquardt
-from ._optimise._objective import Objective, lane_loss
+from ._optimise._objective import Objective, expression_loss, lane_loss
 from ._tree import Population
 
 __all__ = [
@@ -158,10 +158,12 @@ class ConstantOptions:
 
 
 def resolve_algorithm(
-    options: ConstantOptions, elementwise_loss: Callable = l2_loss, loss_function=None
+    options: ConstantOptions, elementwise_loss: Callable = l2_loss, loss_function=None,
+    loss_function_expression=None,
 ) -> str:
     """The algorithm that actually runs: LM only for the squared-error loss, else BFGS."""
-    if options.algorithm == "LM" and (loss_function is not None or elementwise_loss is not l2_loss):
+    custom = loss_function is not None or loss_function_expression is not None
+    if options.algorithm == "LM" and (custom or elementwise_loss is not l2_loss):
         return "BFGS"
     return options.algorithm
 
@@ -213,8 +215,12 @@ def population_loss(
     weights: Float[Array, " rows"] | None = None,
     elementwise_loss: Callable = l2_loss,
     loss_function: Callable | None = None,
+    loss_function_expression: Callable | None = None,
 ) -> Float[Array, " pop"]:
-    """Loss per member with PySR's `elementwise_loss` or full `loss_function`; +inf if not ok."""
+    """Loss per member with PySR's `elementwise_loss`, full `loss_function` or
+    `loss_function_expression` (see `expression_loss`); +inf if not ok."""
+    if loss_function_expression is not None:
+        return expression_loss(evaluator, pop, Xt, y, weights, loss_function_expression)
     if loss_function is None:
         return evaluator.loss(pop, Xt, y, weights, elementwise_loss)
     pred, ok = evaluator.predict(pop, Xt)
@@ -270,6 +276,7 @@ def optimize_constants(
     elementwise_loss: Callable = l2_loss,
     loss_function: Callable | None = None,
     capacity: int | None = None,
+    loss_function_expression: Callable | None = None,
 ) -> ConstantResult:
     """Fit the constants of the members selected by `mask`, all at once.
 
@@ -284,6 +291,8 @@ def optimize_constants(
     - `loss_before`: `[P]` their current loss (computed here, and counted, if None).
     - `elementwise_loss` / `loss_function`: PySR's two kinds of loss;
       `loss_function(pred [N], y [N], weights [N] | None) -> scalar` wins if given.
+    - `loss_function_expression`: `(f, X, y, weights) -> scalar` with the member as a
+      function `f` of the data (see `expression_loss`); wins over both. BFGS then.
     - `capacity`: static; optimise at most this many selected members (compacted, so
       the cost scales with `capacity`, not `P`). Default: `P`.
 
@@ -301,7 +310,8 @@ def optimize_constants(
     n_evals = jnp.int32(0)
     if loss_before is None:
         loss_before = population_loss(
-            evaluator, pop, Xt, y, weights, elementwise_loss, loss_function
+            evaluator, pop, Xt, y, weights, elementwise_loss, loss_function,
+            loss_function_expression,
         )
         n_evals = n_evals + P
     loss_before = jnp.where(jnp.isnan(loss_before), jnp.inf, loss_before)
@@ -329,10 +339,11 @@ def optimize_constants(
     obj = Objective(
         evaluator, rep(op), rep(arg), rep(free), Xt, y, weights,
         elementwise_loss=elementwise_loss, loss_function=loss_function,
+        loss_function_expression=loss_function_expression,
     )
     live = rep(active)
     c0 = starts.reshape(R * C, K).astype(pop.const.dtype)
-    if resolve_algorithm(options, elementwise_loss, loss_function) == "LM":
+    if resolve_algorithm(options, elementwise_loss, loss_function, loss_function_expression) == "LM":
         c, loss, calls, loss0 = levenberg_marquardt(
             obj, c0, live, iterations=options.iterations,
             f_calls_limit=options.f_calls_limit, damping=options.damping,

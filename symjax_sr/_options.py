@@ -97,6 +97,7 @@ class SearchOptions:
     constants: ConstantOptions = ConstantOptions()
     elementwise_loss: Callable | None = None
     loss_function: Callable | None = None
+    loss_function_expression: Callable | None = None
     mutation_attempts: int = 1
     loss_scale: str = "log"
 

@@ -139,7 +139,7 @@ JULIA_ONLY: dict[str, str] = {
 
 #: Parameters of later milestones: accepted at their defaults, refused otherwise.
 NOT_YET: tuple[str, ...] = (
-    "expression_spec", "loss_function_expression", "complexity_mapping",
+    "expression_spec", "complexity_mapping",
     "dimensional_constraint_penalty", "logger_spec", "denoise", "select_k_features",
 )
 
@@ -241,6 +241,19 @@ def build_search_options(
             "`loss_function` must be a JAX callable `(prediction, target, weights) -> scalar`; "
             "Julia strings are not evaluated."
         )
+    lfe = params["loss_function_expression"]
+    if lfe is not None:
+        if not callable(lfe):
+            raise TypeError(
+                "`loss_function_expression` must be a JAX callable `(f, X, y, weights) -> scalar` "
+                "where `f(X) -> prediction` is the candidate; Julia strings are not evaluated."
+            )
+        for other in ("loss_function", "elementwise_loss"):
+            if params[other] is not None:
+                raise ValueError(
+                    f"`loss_function_expression` and `{other}` are both set; drop `{other}` "
+                    "(`loss_function_expression` computes the whole loss from the candidate)."
+                )
     if params["deterministic"] and params["random_state"] is None:
         raise ValueError("`deterministic=True` needs a `random_state`; set one, e.g. random_state=0.")
     dtype = _dtype(params["precision"])
@@ -310,6 +323,7 @@ def build_search_options(
         constants=constants,
         elementwise_loss=parse_elementwise_loss(params["elementwise_loss"]),
         loss_function=params["loss_function"],
+        loss_function_expression=lfe,
         loss_scale=params["loss_scale"],
     )
     return opts, dtype

@@ -105,10 +105,12 @@ _INIT = jax.jit(init_state, static_argnames=("evaluator", "opts"))
 _BASELINE = jax.jit(baseline_loss, static_argnames=("evaluator", "opts"))
 
 _COMPILED: collections.OrderedDict = collections.OrderedDict()
-#: Programs kept across fits. Each holds executable memory (thousands of memory maps for
-#: an iteration on XLA:CPU), so the cache is bounded: an evicted program is freed and its
-#: maps are returned, so the maps a process holds for searches stay bounded.
-COMPILED_MAX = 12
+#: Programs kept across fits. Each holds executable memory (about 2,800 memory maps and
+#: 100 MB for a small search's iteration on XLA:CPU), so the cache is bounded: an evicted
+#: program is freed, JAX's own caches of it too, and its maps are returned. 24 programs
+#: are the (baseline, initial state, iteration) of 8 search configurations; a script that
+#: cycles through more configurations than that compiles again.
+COMPILED_MAX = 24
 _STATS = {"compiles": 0}
 
 
@@ -124,9 +126,19 @@ def _compiled(fn, ev, opts, **dynamic):
     compiled = fn.lower(evaluator=ev, opts=opts, **dynamic).compile()
     _STATS["compiles"] += 1
     _COMPILED[key] = compiled
+    evicted = set()
     while len(_COMPILED) > COMPILED_MAX:
-        _COMPILED.popitem(last=False)
+        evicted.add(_COMPILED.popitem(last=False)[0][0])
+    _release_traces(evicted)
     return compiled
+
+
+def _release_traces(fns) -> None:
+    """Drop JAX's own caches of `fns` (their traces, lowerings and executables), which
+    would otherwise keep every evicted program alive, memory maps and all; the programs
+    still in `_COMPILED` are held there directly and stay usable."""
+    for fn in fns:
+        fn.clear_cache()
 
 
 def compile_count() -> int:
@@ -136,7 +148,9 @@ def compile_count() -> int:
 
 def clear_compiled() -> None:
     """Free every compiled search program held for reuse (the next fit compiles anew)."""
+    fns = {key[0] for key in _COMPILED}
     _COMPILED.clear()
+    _release_traces(fns)
 
 
 def padded_rows(n: int) -> int:
@@ -227,12 +241,15 @@ def run_search(
     ev = get_evaluator(evaluator, opts.operators)
     # Pad rows to a size bucket (weight 0) so that similar fits reuse the compiled
     # iteration. Not with mini-batches (they sample rows) nor with a `loss_function`
-    # (it sees every row of the prediction).
+    # (it sees every row of the prediction); with a `loss_function_expression` (it sees
+    # the data) neither rows nor features are padded.
     n_rows = X.shape[0]
-    if not opts.batching and opts.loss_function is None:
+    sees_data = opts.loss_function_expression is not None
+    if not opts.batching and opts.loss_function is None and not sees_data:
         X, y, weights = _pad_rows(X, y, weights, padded_rows(X.shape[0]))
     n_real = X.shape[1]
-    X, opts = _pad_features(X, opts)
+    if not sees_data:
+        X, opts = _pad_features(X, opts)
     Xt = jnp.asarray(X.T, dtype)
     w = None if weights is None else jnp.asarray(weights, dtype)
     y_ = jnp.asarray(y, dtype)

@@ -103,7 +103,8 @@ def _evaluate_flat(evaluator: Evaluator, pop: Population, data: SearchData, opts
     flat = Population(pop.op.reshape(-1, pop.op.shape[-1]), pop.arg.reshape(-1, pop.arg.shape[-1]),
                       pop.const.reshape(-1, pop.const.shape[-1]))
     loss = population_loss(evaluator, flat, data.Xt, data.y, data.weights,
-                           opts.elementwise_loss or l2_loss, opts.loss_function)
+                           opts.elementwise_loss or l2_loss, opts.loss_function,
+                           opts.loss_function_expression)
     return loss.reshape(lead)
 
 
@@ -486,6 +487,7 @@ def iteration(
             flat, data.Xt, data.y, data.weights, evaluator=evaluator, key=k_opt, options=copts,
             mask=mask, loss_before=loss.reshape(-1), elementwise_loss=opts.elementwise_loss or l2_loss,
             loss_function=opts.loss_function, capacity=capacity,
+            loss_function_expression=opts.loss_function_expression,
         )
         pop = jax.tree.map(lambda x: x.reshape((I, P) + x.shape[1:]), res.pop)
         loss = res.loss.reshape(I, P)

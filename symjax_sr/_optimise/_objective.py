@@ -19,7 +19,7 @@ from jaxtyping import Array, Bool, Float, Int
 from .._evaluate import Evaluator, l2_loss, reduce_loss
 from .._tree import Population
 
-__all__ = ["Objective", "lane_loss"]
+__all__ = ["Objective", "expression_loss", "lane_loss"]
 
 
 def lane_loss(
@@ -44,6 +44,36 @@ def lane_loss(
     return jnp.where(good, jnp.where(good, loss, 0.0), jnp.inf)
 
 
+def expression_loss(
+    evaluator: Evaluator,
+    pop: Population,
+    Xt: Float[Array, "features rows"],
+    y: Float[Array, " rows"],
+    weights: Float[Array, " rows"] | None,
+    loss_function_expression: Callable,
+) -> Float[Array, " lanes"]:
+    """Loss per member of `loss_function_expression(f, X, y, weights) -> scalar`.
+
+    `f(X [M, F]) -> [M]` is the member itself as a JAX function of its inputs, so a loss
+    may differentiate it with respect to the data (`jax.jvp(f, (X,), (e0,))` gives
+    df/dx0 on every row) or evaluate it at points of its own. +inf unless the member is
+    ok on every row of `X` and the loss is finite.
+    """
+
+    def one(op, arg, const):
+        member = Population(op[None], arg[None], const[None])
+
+        def f(X):
+            return evaluator.predict(member, jnp.asarray(X, Xt.dtype).T)[0][0]
+
+        ok = evaluator.predict(member, Xt)[1][0]
+        loss = jnp.asarray(loss_function_expression(f, Xt.T, y, weights), Xt.dtype)
+        good = jnp.all(ok) & jnp.isfinite(loss)
+        return jnp.where(good, jnp.where(good, loss, 0.0), jnp.inf)
+
+    return jax.vmap(one)(pop.op, pop.arg, pop.const)
+
+
 class Objective(eqx.Module):
     """What the optimisers see: the lanes' fixed structure plus the data and the loss."""
 
@@ -56,18 +86,24 @@ class Objective(eqx.Module):
     weights: Float[Array, " rows"] | None
     elementwise_loss: Callable = eqx.field(static=True, default=l2_loss)
     loss_function: Callable | None = eqx.field(static=True, default=None)
+    loss_function_expression: Callable | None = eqx.field(static=True, default=None)
 
     def predict(self, c: Float[Array, "lanes nconst"]):
         return self.evaluator.predict(Population(self.op, self.arg, c), self.Xt)
 
     def loss(self, c: Float[Array, "lanes nconst"]) -> Float[Array, " lanes"]:
         """One evaluation of every lane."""
+        if self.loss_function_expression is not None:
+            return expression_loss(self.evaluator, Population(self.op, self.arg, c), self.Xt,
+                                   self.y, self.weights, self.loss_function_expression)
         pred, ok = self.predict(c)
         return lane_loss(pred, ok, self.y, self.weights, self.elementwise_loss, self.loss_function)
 
     def loss_many(self, c: Float[Array, "trials lanes nconst"]) -> Float[Array, "trials lanes"]:
         """Every lane at `M` trial points: one evaluation of an `[M·B]` population."""
         M, B, K = c.shape
+        if self.loss_function_expression is not None:
+            return jax.vmap(self.loss)(c)
         op = jnp.tile(self.op, (M, 1))
         arg = jnp.tile(self.arg, (M, 1))
         pred, ok = self.evaluator.predict(Population(op, arg, c.reshape(M * B, K)), self.Xt)
