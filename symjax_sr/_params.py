@@ -140,7 +140,7 @@ JULIA_ONLY: dict[str, str] = {
 #: Parameters of later milestones: accepted at their defaults, refused otherwise.
 NOT_YET: tuple[str, ...] = (
     "expression_spec", "complexity_mapping",
-    "dimensional_constraint_penalty", "logger_spec", "denoise", "select_k_features",
+    "dimensional_constraint_penalty", "logger_spec",
 )
 
 

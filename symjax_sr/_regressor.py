@@ -8,6 +8,7 @@ each hall of fame into PySR's equations table (`_equations.py`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import sys
 import time
@@ -28,13 +29,14 @@ from ._equations import (
 )
 from ._evaluate import check_data
 from ._kernels import choose_evaluator, untimed_evaluator
-from ._operators import OPERATORS
+from ._operators import OPERATORS, VAR
 from ._params import PYSR_DEFAULTS, build_search_options, check_unknown_kwargs
 from ._random import random_population
 from ._run import hall_of_fame_entries, run_search
 from ._selection import select_index
 from ._strings import _check_names
 from ._sympy import tree_to_latex
+from ._tree import Tree
 from .export import check_exportable
 
 __all__ = ["PySRRegressor"]
@@ -248,8 +250,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
     def fit(self, X, y, *, weights=None, variable_names=None, Xresampled=None,
             complexity_of_variables=None, X_units=None, y_units=None, category=None):
         """Search for equations `y ≈ f(X)`; one search per output column of `y`."""
-        for name, value in (("Xresampled", Xresampled), ("X_units", X_units),
-                            ("y_units", y_units), ("category", category)):
+        for name, value in (("X_units", X_units), ("y_units", y_units), ("category", category)):
             if value is not None:
                 raise ValueError(f"`{name}` is not supported yet; leave it as None.")
         X, y, names, y_names = self._validate_xy(X, y, variable_names)
@@ -257,16 +258,43 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
             weights = np.asarray(weights, dtype=np.float64)
             if weights.shape[0] != X.shape[0] or not np.all(np.isfinite(weights)) or np.any(weights < 0):
                 raise ValueError("`weights` must be finite, non-negative, one per row of X.")
+        Y = y.reshape(len(y), -1)
+        mask = self._selection(X, Y, names)
+        Xs, Ys = X[:, mask], Y
+        if Xresampled is not None:
+            if not self.denoise:
+                raise ValueError("`Xresampled` is only used with `denoise=True`; set it or drop Xresampled.")
+            if weights is not None:
+                raise ValueError("`weights` are per row of X, but with `Xresampled` the search runs on "
+                                 "other rows; drop one of them.")
+            Xresampled = check_data(_as_dense(Xresampled), name="Xresampled")
+            if Xresampled.shape[1] != X.shape[1]:
+                raise ValueError(f"`Xresampled` has {Xresampled.shape[1]} features; X has {X.shape[1]}.")
+            Xresampled = Xresampled[:, mask]
+        if self.denoise:
+            from ._preprocess import denoise
+
+            Xs, Ys = denoise(Xs, Y, Xresampled, self.random_state)
+        if complexity_of_variables is not None and np.ndim(complexity_of_variables) == 1:
+            if len(complexity_of_variables) != X.shape[1]:
+                raise ValueError(f"`complexity_of_variables` needs one value per feature ({X.shape[1]}), "
+                                 f"got {len(complexity_of_variables)}.")
+            complexity_of_variables = list(np.asarray(complexity_of_variables)[mask])
         params = self.get_params()
-        opts, dtype = build_search_options(params, X.shape[1], complexity_of_variables)
+        opts, dtype = build_search_options(params, Xs.shape[1], complexity_of_variables)
         check_exportable(opts.operators)  # a broken custom mapping fails now, not after the search
         self.n_features_in_ = X.shape[1]
         self.feature_names_in_ = np.array(names if names else [f"x{i}" for i in range(X.shape[1])],
                                           dtype=object)
         self.nout_ = 1 if y.ndim == 1 else y.shape[1]
         self.y_names_ = y_names
-        Y = y.reshape(len(y), -1)
-        if self.warm_start and hasattr(self, "search_states_"):
+        warm = self.warm_start and hasattr(self, "search_states_")
+        if warm and not np.array_equal(self._mask(), mask):
+            raise ValueError("`warm_start=True` needs the same selected features as the previous "
+                             "fit (`select_k_features` chose others); refit with warm_start=False.")
+        self.selection_mask_ = mask if self.select_k_features is not None else None
+        X, Y = Xs, Ys
+        if warm:
             if getattr(self, "search_options_", None) != opts:
                 raise ValueError(
                     "`warm_start=True` needs the same search options as the previous fit "
@@ -321,6 +349,43 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
 
             shutil.rmtree(self.output_directory_, ignore_errors=True)
         return self
+
+    def _selection(self, X, Y, names) -> np.ndarray:
+        """The features the search sees: PySR's `select_k_features`, or all of them."""
+        k = self.select_k_features
+        if k is None:
+            return np.ones(X.shape[1], bool)
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= X.shape[1]:
+            raise ValueError(f"`select_k_features` must be an integer in 1..{X.shape[1]} (the number "
+                             f"of features), got {k!r}.")
+        from ._preprocess import select_features
+
+        mask = select_features(X, Y, int(k), self.random_state)
+        if self.verbosity > 0:
+            all_names = names if names else [f"x{i}" for i in range(X.shape[1])]
+            kept = ", ".join(str(n) for n, m in zip(all_names, mask) if m)
+            print(f"select_k_features: searching over {kept}", file=sys.stderr)
+        return mask
+
+    def _mask(self) -> np.ndarray:
+        mask = getattr(self, "selection_mask_", None)
+        return np.ones(self.n_features_in_, bool) if mask is None else np.asarray(mask, bool)
+
+    def _search_names(self) -> list[str]:
+        """Names of the features the search sees (trees in `search_states_` index these)."""
+        return list(np.asarray(self.feature_names_in_)[self._mask()])
+
+    def _to_input_features(self, entries):
+        """Hall-of-fame entries with their trees indexing the columns of the full `X`."""
+        idx = np.flatnonzero(self._mask())
+        if len(idx) == self.n_features_in_:
+            return entries
+        out = []
+        for e in entries:
+            t = e.tree
+            arg = np.where(t.op == VAR, idx[np.clip(t.arg, 0, len(idx) - 1)], t.arg).astype(t.arg.dtype)
+            out.append(dataclasses.replace(e, tree=Tree(t.op, arg, t.value)))
+        return out
 
     def _choose_evaluator(self, opts, X, y, dtype):
         if self.evaluator != "auto":
@@ -425,7 +490,8 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
     # -------------------------------------------------------------------------- results
 
     def _table(self, entries) -> pd.DataFrame:
-        return equations_table(entries, self.operators_, list(self.feature_names_in_), self.loss_scale)
+        return equations_table(self._to_input_features(entries), self.operators_,
+                               list(self.feature_names_in_), self.loss_scale)
 
     @property
     def equations_(self):
@@ -539,7 +605,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         return out[0] if self.nout_ == 1 else out
 
     def _write_hof_now(self, j, state):
-        rows = front_rows(hall_of_fame_entries(state), self.operators_, list(self.feature_names_in_))
+        rows = front_rows(hall_of_fame_entries(state), self.operators_, self._search_names())
         write_hall_of_fame(self._run_dir(j), rows)
 
     def _run_dir(self, j):
