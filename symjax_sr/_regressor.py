@@ -36,7 +36,7 @@ from ._run import hall_of_fame_entries, run_search
 from ._selection import select_index
 from ._strings import _check_names
 from ._sympy import tree_to_latex
-from ._tree import Tree
+from ._tree import Complexities, Tree, stack_trees
 from .export import check_exportable
 
 __all__ = ["PySRRegressor"]
@@ -303,6 +303,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
             states = self.search_states_
         else:
             states = [None] * self.nout_
+        seeds = self._guesses(opts, dtype)
         self.search_options_ = opts
         self._checkpoint_warned = False
         self.operators_ = opts.operators
@@ -325,6 +326,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
                     random_state=self.random_state, timeout_in_seconds=self.timeout_in_seconds,
                     max_evals=self.max_evals, early_stop_condition=self.early_stop_condition,
                     evaluator=evaluator, callback=self._callback(j, bar), state=states[j], dtype=jdtype,
+                    seeds=seeds[j],
                 )
                 if bar is not None:
                     bar.close()
@@ -349,6 +351,48 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
 
             shutil.rmtree(self.output_directory_, ignore_errors=True)
         return self
+
+    def _guesses(self, opts, dtype) -> list:
+        """PySR's `guesses` as one stacked population per output (or None): strings in the
+        feature names, or SymPy expressions; a flat list serves every output."""
+        if self.guesses is None:
+            return [None] * self.nout_
+        if self.fraction_replaced_guesses != PYSR_DEFAULTS["fraction_replaced_guesses"]:
+            raise ValueError("`fraction_replaced_guesses` is not supported yet (guesses seed the "
+                             "initial islands only); leave it at its default.")
+        guesses = list(self.guesses) if not isinstance(self.guesses, str) else [self.guesses]
+        nested = bool(guesses) and all(isinstance(g, (list, tuple)) for g in guesses)
+        if nested and len(guesses) != self.nout_:
+            raise ValueError(f"`guesses` holds {len(guesses)} lists but y has {self.nout_} outputs; "
+                             "give one list per output, or one flat list for all of them.")
+        per_output = [list(g) for g in guesses] if nested else [guesses] * self.nout_
+        names = self._search_names()
+        out = []
+        for gs in per_output:
+            if len(gs) > opts.population_size:
+                raise ValueError(f"{len(gs)} guesses for one output, more than `population_size` "
+                                 f"({opts.population_size}); drop some or raise population_size.")
+            trees = [self._guess_tree(g, opts, names) for g in gs]
+            out.append(stack_trees(trees, opts.length, opts.const_slots, dtype) if trees else None)
+        return out
+
+    def _guess_tree(self, guess, opts, names) -> Tree:
+        from ._sympy import sympy_to_tree
+        from ._strings import parse_expression
+
+        try:
+            if isinstance(guess, str):
+                tree = parse_expression(guess, opts.operators, names)
+            else:
+                tree = sympy_to_tree(guess, opts.operators, names)
+        except (ValueError, TypeError, KeyError) as e:
+            raise ValueError(f"guess {guess!r} cannot be read over the operators and the features "
+                             f"the search sees ({', '.join(names)}): {e}") from None
+        size = round(Complexities(*opts.complexities).of_tree(tree)) if opts.complexities else tree.size
+        if size > opts.maxsize or tree.size > opts.length or len(tree.constants) > opts.const_slots:
+            raise ValueError(f"guess {guess!r} has complexity {size:g}, more than `maxsize` "
+                             f"({opts.maxsize}); raise maxsize or simplify the guess.")
+        return tree
 
     def _selection(self, X, Y, names) -> np.ndarray:
         """The features the search sees: PySR's `select_k_features`, or all of them."""

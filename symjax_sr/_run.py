@@ -27,7 +27,7 @@ from ._hall_of_fame import pareto_mask
 from ._memory import available_bytes, check_memory, program_bytes
 from ._options import SearchOptions
 from ._search import SearchData, SearchState, baseline_loss, init_state, iteration
-from ._tree import Tree
+from ._tree import Population, Tree
 
 __all__ = ["SearchResult", "HofEntry", "run_search", "hall_of_fame_entries", "padded_rows",
            "padded_features"]
@@ -223,12 +223,14 @@ def run_search(
     callback: Callable[[SearchState, dict], None] | None = None,
     state: SearchState | None = None,
     dtype=jnp.float32,
+    seeds: Population | None = None,
 ) -> SearchResult:
     """Run the search on `X [N, F]`, `y [N]` (validated here, at the boundary).
 
     `callback(state, info)` runs after every iteration with `info` holding
     `iteration, num_evals, wall_s, evals_per_s, best_loss`. Passing `state`
-    continues a previous search (warm start).
+    continues a previous search (warm start). `seeds` (PySR's `guesses`, at most
+    `population_size` trees) start in every island with their constants fitted.
     """
     X = check_data(X)
     y = np.asarray(y)
@@ -261,7 +263,8 @@ def run_search(
                 lanes=opts.populations * opts.population_size)
     if state is None:
         key = jax.random.key(0 if random_state is None else int(random_state), impl="rbg")
-        init = dict(key=key, data=data, curmaxsize=jnp.int32(_cur_maxsize(opts, 0, niterations)))
+        init = dict(key=key, data=data, curmaxsize=jnp.int32(_cur_maxsize(opts, 0, niterations)),
+                    seeds=None if seeds is None else jax.tree.map(lambda a: jnp.asarray(a), seeds))
         make = _compiled(_INIT, ev, opts, **init)
         check_memory(program_bytes(make), **plan)
         state = make(**init)

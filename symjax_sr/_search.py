@@ -122,8 +122,21 @@ def baseline_loss(evaluator: Evaluator, data: SearchData, opts: SearchOptions):
     return jnp.where(jnp.isfinite(loss), loss, 1.0)
 
 
-def init_state(key, evaluator: Evaluator, data: SearchData, opts: SearchOptions, curmaxsize) -> SearchState:
-    """Random islands of small trees (PySR starts from ~3 random operators), evaluated."""
+def _fitted_seeds(key, evaluator: Evaluator, seeds: Population, data: SearchData, opts: SearchOptions):
+    """The seeds with their constants fitted, as PySR does for `guesses`."""
+    if not opts.constants.enabled:
+        return seeds
+    return optimize_constants(
+        seeds, data.Xt, data.y, data.weights, evaluator=evaluator, key=key, options=opts.constants,
+        elementwise_loss=opts.elementwise_loss or l2_loss, loss_function=opts.loss_function,
+        loss_function_expression=opts.loss_function_expression,
+    ).pop
+
+
+def init_state(key, evaluator: Evaluator, data: SearchData, opts: SearchOptions, curmaxsize,
+               seeds: Population | None = None) -> SearchState:
+    """Random islands of small trees (PySR starts from ~3 random operators), evaluated.
+    `seeds` (PySR's `guesses`) replace the first members of every island."""
     I, P, L, K = opts.populations, opts.population_size, opts.length, opts.const_slots
     k_pop, key = jax.random.split(key)
     keys = jax.random.split(k_pop, I)
@@ -134,6 +147,12 @@ def init_state(key, evaluator: Evaluator, data: SearchData, opts: SearchOptions,
             maxdepth=opts.maxdepth, dtype=data.Xt.dtype,
         )
     )(keys)
+    if seeds is not None:
+        k_seed, key = jax.random.split(key)
+        fitted = _fitted_seeds(k_seed, evaluator, seeds, data, opts)
+        G = fitted.op.shape[0]
+        pops = jax.tree.map(lambda a, s: a.at[:, :G].set(jnp.broadcast_to(s, (I,) + s.shape)),
+                            pops, fitted)
     loss = _evaluate_flat(evaluator, pops, data, opts)
     cplx = jax.vmap(lambda p: _complexity_of(p, opts))(pops)
     loss = jnp.where(cplx <= curmaxsize, loss, jnp.inf)
