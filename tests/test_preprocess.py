@@ -1,4 +1,7 @@
-"""`select_k_features`, `denoise` and `Xresampled`: PySR's preprocessing before a search."""
+"""`select_k_features`, `denoise` and `Xresampled`: PySR's preprocessing before a search.
+
+Every fit here searches 120 rows (features pad to one bucket), so the module compiles one
+search program."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ SMALL = dict(binary_operators=["+", "-", "*"], unary_operators=["cos"], niterati
 
 def test_select_k_features_searches_the_informative_ones():
     rng = np.random.default_rng(0)
-    X = rng.uniform(-2, 2, (200, 6))
+    X = rng.uniform(-2, 2, (120, 6))
     y = 2 * X[:, 1] + X[:, 4] * X[:, 4]
     names = [f"f{i}" for i in range(6)]
     model = sr.PySRRegressor(select_k_features=2, **SMALL).fit(X, y, variable_names=names)
@@ -36,7 +39,7 @@ def test_select_k_features_searches_the_informative_ones():
 
 def test_denoise_gives_the_search_a_smoother_target():
     rng = np.random.default_rng(1)
-    X = rng.uniform(-2, 2, (120, 1))
+    X = rng.uniform(-2, 2, (120, 2))
     truth = X[:, 0] ** 2
     y = truth + rng.normal(0, 0.3, len(truth))
     _, smooth = denoise(X, y[:, None], random_state=0)
@@ -52,9 +55,9 @@ def test_xresampled_is_where_the_denoised_target_is_taken():
     rng = np.random.default_rng(2)
     X = rng.uniform(-2, 2, (80, 2))
     y = X[:, 0] * X[:, 1] + rng.normal(0, 0.05, 80)
-    Xr = rng.uniform(-1, 1, (40, 2))
+    Xr = rng.uniform(-1, 1, (120, 2))
     Xr_out, Yr = denoise(X, y[:, None], Xr, random_state=0)
-    assert Xr_out is Xr and Yr.shape == (40, 1)
+    assert Xr_out is Xr and Yr.shape == (120, 1)
     model = sr.PySRRegressor(denoise=True, **SMALL).fit(X, y, Xresampled=Xr)
     np.testing.assert_allclose(model.predict(Xr), Xr[:, 0] * Xr[:, 1], atol=0.1)
 
