@@ -240,6 +240,9 @@ def run_search(
         raise ValueError("`y` contains NaN or inf; drop those rows before fitting.")
     if X.shape[1] != opts.n_features:
         raise ValueError(f"X has {X.shape[1]} features but the options were built for {opts.n_features}.")
+    if seeds is not None and not 1 <= len(seeds) <= opts.population_size:
+        raise ValueError(f"{len(seeds)} seeds for islands of {opts.population_size}; give 1 to "
+                         "population_size of them.")
     ev = get_evaluator(evaluator, opts.operators)
     # Pad rows to a size bucket (weight 0) so that similar fits reuse the compiled
     # iteration. Not with mini-batches (they sample rows) nor with a `loss_function`
