@@ -97,14 +97,18 @@ def _flat(x):
     return x.reshape((-1,) + x.shape[2:])
 
 
+def _losses(opts: SearchOptions) -> dict:
+    """The loss options as `population_loss` and `optimize_constants` take them."""
+    return dict(elementwise_loss=opts.elementwise_loss or l2_loss, loss_function=opts.loss_function,
+                loss_function_expression=opts.loss_function_expression)
+
+
 def _evaluate_flat(evaluator: Evaluator, pop: Population, data: SearchData, opts):
     """Loss of a population with any leading shape, evaluated as one flat batch."""
     lead = pop.op.shape[:-1]
     flat = Population(pop.op.reshape(-1, pop.op.shape[-1]), pop.arg.reshape(-1, pop.arg.shape[-1]),
                       pop.const.reshape(-1, pop.const.shape[-1]))
-    loss = population_loss(evaluator, flat, data.Xt, data.y, data.weights,
-                           opts.elementwise_loss or l2_loss, opts.loss_function,
-                           opts.loss_function_expression)
+    loss = population_loss(evaluator, flat, data.Xt, data.y, data.weights, **_losses(opts))
     return loss.reshape(lead)
 
 
@@ -128,8 +132,7 @@ def _fitted_seeds(key, evaluator: Evaluator, seeds: Population, data: SearchData
         return seeds
     return optimize_constants(
         seeds, data.Xt, data.y, data.weights, evaluator=evaluator, key=key, options=opts.constants,
-        elementwise_loss=opts.elementwise_loss or l2_loss, loss_function=opts.loss_function,
-        loss_function_expression=opts.loss_function_expression,
+        **_losses(opts),
     ).pop
 
 
@@ -504,9 +507,7 @@ def iteration(
         capacity = max(1, min(I * P, int(2 * copts.probability * I * P) + 4))
         res = optimize_constants(
             flat, data.Xt, data.y, data.weights, evaluator=evaluator, key=k_opt, options=copts,
-            mask=mask, loss_before=loss.reshape(-1), elementwise_loss=opts.elementwise_loss or l2_loss,
-            loss_function=opts.loss_function, capacity=capacity,
-            loss_function_expression=opts.loss_function_expression,
+            mask=mask, loss_before=loss.reshape(-1), capacity=capacity, **_losses(opts),
         )
         pop = jax.tree.map(lambda x: x.reshape((I, P) + x.shape[1:]), res.pop)
         loss = res.loss.reshape(I, P)

@@ -34,8 +34,9 @@ def test_an_evicted_program_is_released_by_jax_too(monkeypatch):
     # JAX keeps its own caches of traces, lowerings and executables; unless they are
     # dropped with the evicted program, it stays alive (memory maps and all) and asking
     # for it again costs no backend compile.
-    events = []
-    jax.monitoring.register_event_duration_secs_listener(lambda name, *_, **__: events.append(name))
+    events, recording = [], [True]
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda name, *_, **__: recording[0] and events.append(name))
     monkeypatch.setattr(_run, "COMPILED_MAX", 1)
     _run.clear_compiled()
     jitted = jax.jit(_program, static_argnames=("evaluator", "opts"))
@@ -45,4 +46,5 @@ def test_an_evicted_program_is_released_by_jax_too(monkeypatch):
     _run._compiled(jitted, 2.0, 1.0, x=jnp.zeros(4))
     assert "/jax/core/compile/backend_compile_duration" in events[before:]
     assert float(held(x=jnp.ones(5))[0]) == 3.0  # evicted later, but a held object still runs
+    recording[0] = False  # listeners cannot be removed; this one stops collecting
     _run.clear_compiled()

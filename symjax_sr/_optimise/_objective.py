@@ -100,10 +100,10 @@ class Objective(eqx.Module):
         return lane_loss(pred, ok, self.y, self.weights, self.elementwise_loss, self.loss_function)
 
     def loss_many(self, c: Float[Array, "trials lanes nconst"]) -> Float[Array, "trials lanes"]:
-        """Every lane at `M` trial points: one evaluation of an `[M·B]` population."""
+        """Every lane at `M` trial points: one evaluation of an `[M·B]` population
+        (Levenberg-Marquardt's; never with a `loss_function_expression`, see
+        `resolve_algorithm`)."""
         M, B, K = c.shape
-        if self.loss_function_expression is not None:
-            return jax.vmap(self.loss)(c)
         op = jnp.tile(self.op, (M, 1))
         arg = jnp.tile(self.arg, (M, 1))
         pred, ok = self.evaluator.predict(Population(op, arg, c.reshape(M * B, K)), self.Xt)
