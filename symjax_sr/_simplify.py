@@ -3,7 +3,9 @@
 This is what PySR's `simplify_tree!` + `combine_operators` do between cycles, written
 on fixed-shape postfix arrays: operator subtrees without variables collapse into a
 single constant holding their value, and `(Y op c1) op c2` (any argument order,
-`op` one of `+`, `*`) becomes `Y op (c1 op c2)`. Both only ever shrink a tree.
+`op` one of `+`, `*`) becomes `Y op (c1 op c2)`. Beyond PySR, inverse unary pairs that
+are the identity on every real input (`log(exp(Y))`, `-(-Y)`) are cancelled. All of
+these only ever shrink a tree.
 """
 
 from __future__ import annotations
@@ -16,7 +18,11 @@ from ._mutate import Nodes, assemble
 from ._operators import CONST, PAD, VAR, OperatorSet
 from ._tree import structure
 
-__all__ = ["simplify", "fold_constants", "combine_operators"]
+__all__ = ["simplify", "fold_constants", "combine_operators", "cancel_inverses"]
+
+# (outer, inner) unary pairs with outer(inner(y)) == y for every real y. Not exp(log(y))
+# (y > 0 only), not sqrt(square(y)) (= |y|), not square(sqrt(y)) (y >= 0 only).
+_INVERSE_PAIRS = (("log", "exp"), ("neg", "neg"))
 
 
 def node_values(t: Nodes, operators: OperatorSet):
@@ -105,9 +111,32 @@ def combine_operators(t: Nodes, operators: OperatorSet) -> Nodes:
     return jax.tree.map(lambda a, b: jnp.where(found, a, b), out, t)
 
 
+def cancel_inverses(t: Nodes, operators: OperatorSet) -> Nodes:
+    """Remove the first `outer(inner(Y))` pair of `_INVERSE_PAIRS`, if any, leaving `Y`.
+
+    A unary node at position i has its argument's root at i - 1 (postfix), so the
+    rewrite drops those two nodes; constants keep their order.
+    """
+    pairs = [(operators.opcode(a), operators.opcode(b)) for a, b in _INVERSE_PAIRS
+             if a in operators and b in operators]
+    if not pairs:
+        return t
+    L = t.op.shape[0]
+    pos = jnp.arange(L)
+    child = t.op[jnp.maximum(pos - 1, 0)]
+    match = jnp.zeros((L,), bool)
+    for outer, inner in pairs:
+        match = match | ((t.op == outer) & (child == inner))
+    match = match & (pos > 0) & (pos < t.n)
+    i = jnp.argmax(match)
+    drop = match.any() & ((pos == i) | (pos == i - 1))
+    return _compact(t, (pos < t.n) & ~drop, t.op, t.arg, t.val)
+
+
 def simplify(t: Nodes, operators: OperatorSet, passes: int = 2) -> Nodes:
-    """Constant folding, then `passes` rounds of combining constants."""
+    """Constant folding, then `passes` rounds of cancelling inverse pairs and combining
+    constants."""
     t = fold_constants(t, operators)
     for _ in range(passes):
-        t = combine_operators(t, operators)
+        t = combine_operators(cancel_inverses(t, operators), operators)
     return t

@@ -19,13 +19,13 @@ from _strategies import trees
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from symjax_sr import Complexities, Tree, make_operator_set, parse_expression, stack_trees
+from symjax_sr import Complexities, Tree, make_operator_set, parse_expression, stack_trees, tree_to_string
 from symjax_sr._constraints import satisfies, tree_complexity
 from symjax_sr._mutate import MUTATIONS, Context, Nodes, crossover, from_nodes, mutate, to_nodes
 from symjax_sr._numpy_eval import evaluate_tree_numpy
 from symjax_sr._operators import CONST, VAR
 from symjax_sr._options import SearchOptions
-from symjax_sr._simplify import combine_operators, fold_constants, simplify
+from symjax_sr._simplify import cancel_inverses, combine_operators, fold_constants, simplify
 
 OPS = make_operator_set(["+", "-", "*", "/"], ["sin", "cos", "exp"])
 F = 3
@@ -469,6 +469,53 @@ def test_simplify_folds_and_combines():
     for src, want in cases.items():
         out = to_host(_simplify(to_dev(parse_expression(src, OPS, dtype=np.float32))))
         assert _s(out) == want, src
+
+
+INV_OPS = make_operator_set(["+", "*"], ["exp", "log", "neg", "sqrt", "square"])
+_simplify_inv = jax.jit(lambda t: simplify(t, INV_OPS))
+_cancel = jax.jit(lambda t: cancel_inverses(t, INV_OPS))
+
+
+def test_simplify_cancels_inverse_pairs_only():
+    cases = {
+        "log(exp(x0 + x1))": "(x0 + x1)",
+        "neg(neg(x0)) * x1": "(x0 * x1)",
+        "log(exp(log(exp(x0))))": "x0",  # two passes, two pairs
+        "exp(log(x0))": "exp(log(x0))",  # x0 > 0 only
+        "sqrt(square(x0))": "sqrt(square(x0))",  # |x0|
+        "square(sqrt(x0))": "square(sqrt(x0))",  # x0 >= 0 only
+        "log(x0) + exp(x1)": "(log(x0) + exp(x1))",
+    }
+    for src, want in cases.items():
+        tree = parse_expression(src, INV_OPS, dtype=np.float32)
+        out = to_host(_simplify_inv(to_dev(tree)))
+        assert tree_to_string(out, INV_OPS) == want, src
+
+
+@st.composite
+def unary_pair_trees(draw):
+    """A random tree under a random pair of unary operators (inverse or not)."""
+    t = draw(trees(INV_OPS, n_features=F, max_leaves=4))
+    names = ["exp", "log", "neg", "sqrt", "square"]
+    inner, outer = (INV_OPS.opcode(draw(st.sampled_from(names))) for _ in range(2))
+    return Tree(np.append(t.op, [inner, outer]), np.append(t.arg, [0, 0]),
+                np.append(t.value, [0.0, 0.0]).astype(np.float32))
+
+
+@given(tree=unary_pair_trees())
+def test_cancel_inverses_preserves_value(tree):
+    assume(tree.size <= L)
+    out = to_host(_cancel(to_dev(tree)))
+    out.validate(INV_OPS, F)
+    assert out.size <= tree.size
+    X = np.random.default_rng(0).uniform(-2, 2, (64, F))
+    with np.errstate(all="ignore"):
+        old, old_ok, _ = evaluate_tree_numpy(tree, X, INV_OPS)
+        new, new_ok, _ = evaluate_tree_numpy(out, X, INV_OPS)
+    # where the original is finite, the cancelled tree is finite and equal (it may be
+    # finite where exp overflowed in the original)
+    assert new_ok[old_ok].all()
+    np.testing.assert_allclose(new[old_ok], old[old_ok], rtol=2e-3, atol=2e-3)
 
 
 def test_fold_and_combine_leave_variable_trees_alone():
