@@ -88,6 +88,9 @@ x, y = sympy.symbols("x y")
         # constants that only round to the truth once multiplied out (SRBench simplifies first)
         (x + sympy.Float(1.013) * x**2 * (sympy.Float(0.987) + sympy.Float(0.987) * x),
          x**3 + x**2 + x, True),
+        # identities of real variables count; sqrt(x**2) = |x| is not x
+        (x * sympy.log(sympy.exp(x) ** y) / 2, y * x**2 / 2, True),
+        (sympy.sqrt(x**2), x, False),
     ],
 )
 def test_symbolic_equivalence(model, truth, expected):

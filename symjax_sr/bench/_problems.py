@@ -183,8 +183,16 @@ def _numerically_constant(expr: sympy.Expr, points) -> bool | None:
 
 def symbolically_equivalent(model: sympy.Expr, truth: sympy.Expr, digits: int = 3,
                             points=None, timeout: float | None = 10.0) -> bool:
-    """SRBench's symbolic-solution test (difference or ratio is a constant after rounding)."""
-    model = sympy.sympify(model)
+    """SRBench's symbolic-solution test (difference or ratio is a constant after rounding).
+
+    The variables are read as real (every problem samples them from real ranges), so that
+    identities of reals such as `log(exp(x)) = x` count.
+    """
+    model, truth = sympy.sympify(model), sympy.sympify(truth)
+    real = {s: sympy.Symbol(s.name, real=True) for s in model.free_symbols | truth.free_symbols}
+    model, truth = model.xreplace(real), truth.xreplace(real)
+    if points is not None:
+        points = {real.get(k, k): v for k, v in points.items()}
     if model.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo) or round_constants(model, digits).is_zero:
         return False
     candidates = [truth - model, model / truth]
