@@ -123,14 +123,13 @@ def cancel_inverses(t: Nodes, operators: OperatorSet) -> Nodes:
         return t
     L = t.op.shape[0]
     pos = jnp.arange(L)
+    real = pos < t.n
     child = t.op[jnp.maximum(pos - 1, 0)]
-    match = jnp.zeros((L,), bool)
-    for outer, inner in pairs:
-        match = match | ((t.op == outer) & (child == inner))
-    match = match & (pos > 0) & (pos < t.n)
+    match = real & (pos > 0)
+    match = match & jnp.stack([(t.op == a) & (child == b) for a, b in pairs]).any(0)
     i = jnp.argmax(match)
     drop = match.any() & ((pos == i) | (pos == i - 1))
-    return _compact(t, (pos < t.n) & ~drop, t.op, t.arg, t.val)
+    return _compact(t, real & ~drop, t.op, t.arg, t.val)
 
 
 def simplify(t: Nodes, operators: OperatorSet, passes: int = 2) -> Nodes:
