@@ -58,7 +58,8 @@ class SearchOptions:
     `constants` holds PySR's `optimizer_*`, `optimize_probability` and
     `should_optimize_constants`. `mutation_attempts` is how many times a mutation is
     retried when its result breaks a constraint (PySR retries up to 10 times, one after
-    another; here the attempts run in parallel).
+    another; here the attempts run in parallel). `dimensional_constraint_penalty` and
+    `dimensionless_constants_only` apply when the data carries units (`SearchData.x_dims`).
     """
 
     operators: OperatorSet
@@ -100,6 +101,8 @@ class SearchOptions:
     loss_function_expression: Callable | None = None
     mutation_attempts: int = 1
     loss_scale: str = "log"
+    dimensional_constraint_penalty: float = 1000.0
+    dimensionless_constants_only: bool = False
 
     def __post_init__(self):
         _check(self.n_features >= 1, f"Need at least one feature, got {self.n_features}.")
@@ -130,6 +133,8 @@ class SearchOptions:
         _check(self.loss_scale in ("log", "linear"),
                f"`loss_scale` must be 'log' or 'linear', got {self.loss_scale!r}.")
         _check(self.mutation_attempts >= 1, "`mutation_attempts` must be >= 1.")
+        _check(self.dimensional_constraint_penalty >= 0,
+               f"`dimensional_constraint_penalty` must be >= 0, got {self.dimensional_constraint_penalty}.")
 
     @property
     def length(self) -> int:

@@ -136,13 +136,13 @@ JULIA_ONLY: dict[str, str] = {
     "autodiff_backend": "JAX differentiates the kernels itself",
     "input_stream": "there is no Julia REPL to read from",
     "update": "there is no Julia package to update",
+    "update_verbosity": "there is no Julia package manager to report on",
     "extra_jax_mappings": "custom operators are JAX callables already",
 }
 
 #: Parameters of later milestones: accepted at their defaults, refused otherwise.
 NOT_YET: tuple[str, ...] = (
-    "expression_spec", "complexity_mapping",
-    "dimensional_constraint_penalty", "logger_spec",
+    "expression_spec", "complexity_mapping", "logger_spec",
 )
 
 
@@ -259,6 +259,9 @@ def build_search_options(
     if params["deterministic"] and params["random_state"] is None:
         raise ValueError("`deterministic=True` needs a `random_state`; set one, e.g. random_state=0.")
     dtype = _dtype(params["precision"])
+    pp = params["print_precision"]
+    if isinstance(pp, bool) or not isinstance(pp, (int, np.integer)) or pp < 1:
+        raise ValueError(f"`print_precision` must be an integer >= 1 (significant digits), got {pp!r}.")
     ops = build_operators(params)
     maxsize = int(params["maxsize"])
     if maxsize < 3:
@@ -327,5 +330,8 @@ def build_search_options(
         loss_function=params["loss_function"],
         loss_function_expression=lfe,
         loss_scale=params["loss_scale"],
+        dimensional_constraint_penalty=1000.0 if params["dimensional_constraint_penalty"] is None
+        else float(params["dimensional_constraint_penalty"]),
+        dimensionless_constants_only=bool(params["dimensionless_constants_only"]),
     )
     return opts, dtype

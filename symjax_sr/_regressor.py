@@ -34,7 +34,7 @@ from ._params import PYSR_DEFAULTS, build_search_options, check_unknown_kwargs
 from ._random import random_population
 from ._run import hall_of_fame_entries, run_search
 from ._selection import select_index
-from ._strings import _check_names
+from ._strings import _check_names, tree_to_string
 from ._sympy import tree_to_latex
 from ._tree import Complexities, Tree, stack_trees
 from .export import check_exportable
@@ -247,13 +247,30 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
             print(f"Note: feature(s) {const_cols} are constant in X.", file=sys.stderr)
         return X, y, names, y_names
 
+    @staticmethod
+    def _units(X_units, y_units, n_features: int, nout: int):
+        """PySR's `X_units` / `y_units` as dimension arrays (`_units.py`), or None without units.
+        `y_units` is one unit, or one per output."""
+        if X_units is None and y_units is None:
+            return None
+        from ._units import feature_dims, parse_unit
+
+        if isinstance(y_units, (list, tuple)):
+            if len(y_units) != nout:
+                raise ValueError(f"`y_units` lists {len(y_units)} units for {nout} output(s); give "
+                                 "one unit, or one per output.")
+            y_dims = [parse_unit(u) for u in y_units]
+        else:
+            y_dims = [None if y_units is None else parse_unit(y_units)] * nout
+        return feature_dims(X_units, n_features), y_dims
+
     def fit(self, X, y, *, weights=None, variable_names=None, Xresampled=None,
             complexity_of_variables=None, X_units=None, y_units=None, category=None):
         """Search for equations `y ≈ f(X)`; one search per output column of `y`."""
-        for name, value in (("X_units", X_units), ("y_units", y_units), ("category", category)):
-            if value is not None:
-                raise ValueError(f"`{name}` is not supported yet; leave it as None.")
+        if category is not None:
+            raise ValueError("`category` is not supported yet; leave it as None.")
         X, y, names, y_names = self._validate_xy(X, y, variable_names)
+        units = self._units(X_units, y_units, X.shape[1], 1 if y.ndim == 1 else y.shape[1])
         if weights is not None:
             weights = np.asarray(weights, dtype=np.float64)
             if weights.shape[0] != X.shape[0] or not np.all(np.isfinite(weights)) or np.any(weights < 0):
@@ -293,6 +310,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
             raise ValueError("`warm_start=True` needs the same selected features as the previous "
                              "fit (`select_k_features` chose others); refit with warm_start=False.")
         self.selection_mask_ = mask if self.select_k_features is not None else None
+        self.X_units_, self.y_units_ = X_units, y_units
         X, Y = Xs, Ys
         if warm:
             if getattr(self, "search_options_", None) != opts:
@@ -326,7 +344,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
                     random_state=self.random_state, timeout_in_seconds=self.timeout_in_seconds,
                     max_evals=self.max_evals, early_stop_condition=self.early_stop_condition,
                     evaluator=evaluator, callback=self._callback(j, bar), state=states[j], dtype=jdtype,
-                    seeds=seeds[j],
+                    seeds=seeds[j], units=None if units is None else (units[0][mask], units[1][j]),
                 )
                 if bar is not None:
                     bar.close()
@@ -671,7 +689,11 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         for j, t in enumerate(tables):
             if self.nout_ > 1:
                 lines.append(f"  output {j}:")
-            cols = t[["complexity", "loss", "score", "equation"]].copy()
+            cols = t[["complexity", "loss", "score"]].copy()
+            # `print_precision` significant digits on screen; the table and files keep every digit
+            names = list(self.feature_names_in_)
+            cols["equation"] = [tree_to_string(tree, self.operators_, names, precision=self.print_precision)
+                                for tree in t["tree"]]
             cols.insert(0, "pick", np.where(t["_chosen"], ">>>>", ""))
             lines.append(cols.to_string(index=False))
         lines.append("]")

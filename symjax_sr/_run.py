@@ -224,6 +224,7 @@ def run_search(
     state: SearchState | None = None,
     dtype=jnp.float32,
     seeds: Population | None = None,
+    units: tuple[np.ndarray, np.ndarray | None] | None = None,
 ) -> SearchResult:
     """Run the search on `X [N, F]`, `y [N]` (validated here, at the boundary).
 
@@ -231,6 +232,8 @@ def run_search(
     `iteration, num_evals, wall_s, evals_per_s, best_loss`. Passing `state`
     continues a previous search (warm start). `seeds` (PySR's `guesses`, at most
     `population_size` trees) start in every island with their constants fitted.
+    `units = (x_dims [F, 7], y_dims [7] or None)` (`_units.feature_dims`, `_units.parse_unit`) turns on PySR's
+    dimensional analysis.
     """
     X = check_data(X)
     y = np.asarray(y)
@@ -259,7 +262,16 @@ def run_search(
     w = None if weights is None else jnp.asarray(weights, dtype)
     y_ = jnp.asarray(y, dtype)
     t0 = time.perf_counter()
-    data = SearchData(Xt, y_, w, jnp.asarray(0.0, dtype), jnp.int32(n_real))
+    x_dims = y_dims = None
+    if units is not None:
+        x_dims, y_dims = units
+        if np.shape(x_dims) != (n_real, 7):
+            raise ValueError(f"`units` needs dimensions [{n_real}, 7] for the features, got "
+                             f"{np.shape(x_dims)}.")
+        x_dims = np.concatenate([x_dims, np.zeros((X.shape[1] - n_real, 7))])  # padded features
+        x_dims = jnp.asarray(x_dims, jnp.float32)
+        y_dims = None if y_dims is None else jnp.asarray(y_dims, jnp.float32)
+    data = SearchData(Xt, y_, w, jnp.asarray(0.0, dtype), jnp.int32(n_real), x_dims, y_dims)
     data = data._replace(baseline=_compiled(_BASELINE, ev, opts, data=data)(data=data))
     device = next(iter(Xt.devices()))
     plan = dict(free=available_bytes(device), rows=n_rows, batching=opts.batching,

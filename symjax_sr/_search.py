@@ -40,6 +40,7 @@ from ._options import SearchOptions
 from ._random import random_population, random_tree
 from ._simplify import simplify
 from ._tree import Population
+from ._units import dimension_violations
 
 __all__ = ["SearchState", "SearchData", "init_state", "iteration"]
 
@@ -51,13 +52,18 @@ _RANDOMIZE = MUTATIONS.index("randomize")
 class SearchData(NamedTuple):
     """The data a search fits. `Xt` may carry zero feature rows beyond the real ones
     (feature buckets, so that similar fits share one compiled search); `n_features`
-    is then the real count, and new leaves only draw features below it."""
+    is then the real count, and new leaves only draw features below it. `x_dims` and
+    `y_dims` are the SI dimensions of the features and the target (`_units.py`): with
+    `x_dims`, a candidate that violates them has `dimensional_constraint_penalty` added
+    to its loss; `y_dims` None leaves the output's dimensions unchecked."""
 
     Xt: Float[Array, "features rows"]
     y: Float[Array, " rows"]
     weights: Float[Array, " rows"] | None
     baseline: Float[Array, ""]
     n_features: Int[Array, ""] | None = None
+    x_dims: Float[Array, "features 7"] | None = None
+    y_dims: Float[Array, " 7"] | None = None
 
 
 def _live_features(data: SearchData, opts: SearchOptions):
@@ -103,13 +109,27 @@ def _losses(opts: SearchOptions) -> dict:
                 loss_function_expression=opts.loss_function_expression)
 
 
-def _evaluate_flat(evaluator: Evaluator, pop: Population, data: SearchData, opts):
-    """Loss of a population with any leading shape, evaluated as one flat batch."""
+def _data_loss(evaluator: Evaluator, pop: Population, data: SearchData, opts):
+    """Loss on the data of a population with any leading shape, as one flat batch."""
     lead = pop.op.shape[:-1]
     flat = Population(pop.op.reshape(-1, pop.op.shape[-1]), pop.arg.reshape(-1, pop.arg.shape[-1]),
                       pop.const.reshape(-1, pop.const.shape[-1]))
     loss = population_loss(evaluator, flat, data.Xt, data.y, data.weights, **_losses(opts))
     return loss.reshape(lead)
+
+
+def _with_units(loss, pop: Population, data: SearchData, opts: SearchOptions):
+    """`loss` plus `dimensional_constraint_penalty` where a member violates the units."""
+    if data.x_dims is None:
+        return loss
+    bad = dimension_violations(pop.op, pop.arg, pop.const, data.x_dims, data.y_dims, opts.operators,
+                               opts.dimensionless_constants_only)
+    return jnp.where(bad, loss + opts.dimensional_constraint_penalty, loss)
+
+
+def _evaluate_flat(evaluator: Evaluator, pop: Population, data: SearchData, opts):
+    """The search's loss of a population with any leading shape: data loss and units."""
+    return _with_units(_data_loss(evaluator, pop, data, opts), pop, data, opts)
 
 
 def _complexity_of(pop: Population, opts: SearchOptions):
@@ -122,7 +142,7 @@ def baseline_loss(evaluator: Evaluator, data: SearchData, opts: SearchOptions):
     K = opts.const_slots
     op = jnp.zeros((1, opts.length), jnp.int32).at[0, -1].set(2)
     zero = Population(op, jnp.zeros_like(op), jnp.zeros((1, K), data.Xt.dtype))
-    loss = _evaluate_flat(evaluator, zero, data, opts)[0]
+    loss = _data_loss(evaluator, zero, data, opts)[0]
     return jnp.where(jnp.isfinite(loss), loss, 1.0)
 
 
@@ -495,7 +515,7 @@ def iteration(
         nodes = jax.vmap(jax.vmap(lambda t: simplify(t, opts.operators)))(nodes)
         op, arg, const, _ = jax.vmap(jax.vmap(lambda t: from_nodes(t, opts.const_slots)))(nodes)
         pop = Population(op, arg, const)
-    loss = _evaluate_flat(evaluator, pop, data, opts)
+    loss = _data_loss(evaluator, pop, data, opts)  # the optimiser compares data losses
     n_evals = n_evals + I * P
     cplx = jax.vmap(lambda p: _complexity_of(p, opts))(pop)
     birth = state.birth
@@ -514,6 +534,7 @@ def iteration(
         # PySR resets the age of improved members
         birth = jnp.where(res.improved.reshape(I, P), state.clock, birth)
         n_evals = n_evals + res.n_evals
+    loss = _with_units(loss, pop, data, opts)
     cost = _cost(loss, cplx, data.baseline, opts)
     hof = hof_update(state.hof, jax.tree.map(_flat, pop), loss.reshape(-1), cplx.reshape(-1),
                      jnp.ones((I * P,), bool))

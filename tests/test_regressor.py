@@ -2,6 +2,7 @@
 compiled iteration is reused across tests."""
 
 import os
+import re
 import shutil
 import warnings
 
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 import sympy
 
-from symjax_sr import PySRRegressor
+from symjax_sr import PySRRegressor, tree_to_string
 
 SMALL = dict(
     binary_operators=["+", "-", "*"],
@@ -73,6 +74,33 @@ def test_pysr_user_script(fitted):
     csv = pd.read_csv(path)
     assert list(csv.columns) == ["Complexity", "Loss", "Equation"]
     assert len(csv) == len(eq)
+
+
+def _digits(equation: str) -> list[int]:
+    """Significant digits of each number in an equation string."""
+    numbers = re.findall(r"\d+\.\d+(?:e[-+]?\d+)?|\d+e[-+]?\d+", equation)
+    return [len(n.split("e")[0].replace(".", "").lstrip("0").rstrip("0")) for n in numbers]
+
+
+def test_print_precision_rounds_the_printout_only(fitted):
+    model, _, _ = fitted
+    eq = model.equations_
+    exact = list(eq["equation"])
+    long = [e for e in exact if max(_digits(e), default=0) > 2]  # constants with every digit
+    assert long
+    try:
+        model.set_params(print_precision=2)
+        shown = repr(model)
+        for tree in eq["tree"]:
+            rounded = tree_to_string(tree, model.operators_, ["x0", "x1"], precision=2)
+            assert rounded in shown
+            assert max(_digits(rounded), default=0) <= 2, rounded
+        assert not any(e in shown for e in long)
+        assert list(model.equations_["equation"]) == exact  # the table and files keep every digit
+    finally:
+        model.set_params(print_precision=5)
+    with pytest.raises(ValueError, match="print_precision"):
+        PySRRegressor(print_precision=0, niterations=1).fit(*_data())
 
 
 def test_jax_and_torch_format_columns(fitted):
@@ -194,7 +222,9 @@ def test_data_errors():
         m.fit(X, None)
 
     with pytest.raises(ValueError, match="not supported yet"):
-        m.fit(X, y, X_units=["m", "s"])
+        m.fit(X, y, category=np.zeros(len(X), int))
+    with pytest.raises(ValueError, match="Unknown unit"):
+        m.fit(X, y, X_units=["m", "parsec_typo"])
 
 
 def test_predict_errors(fitted):
