@@ -22,6 +22,8 @@ from ._kernels import AutoEvaluator as AutoEvaluator
 from ._kernels import SelectEvaluator as SelectEvaluator
 from ._kernels import SwitchEvaluator as SwitchEvaluator
 from ._kernels import choose_evaluator as choose_evaluator
+from ._logging import AbstractLoggerSpec as AbstractLoggerSpec
+from ._logging import TensorBoardLoggerSpec as TensorBoardLoggerSpec
 from ._memory import SearchMemoryError as SearchMemoryError
 from ._operators import OPERATORS as OPERATORS
 from ._operators import Operator as Operator
@@ -46,6 +48,7 @@ from ._tree import Complexities as Complexities
 from ._tree import Population as Population
 from ._tree import Tree as Tree
 from ._tree import stack_trees as stack_trees
+from ._units import parse_unit as parse_unit
 from .eql import EQL as EQL
 from .eql import EQLLayer as EQLLayer
 from .eql import EQLRegressor as EQLRegressor

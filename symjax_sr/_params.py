@@ -142,7 +142,7 @@ JULIA_ONLY: dict[str, str] = {
 
 #: Parameters of later milestones: accepted at their defaults, refused otherwise.
 NOT_YET: tuple[str, ...] = (
-    "expression_spec", "complexity_mapping", "logger_spec",
+    "expression_spec", "complexity_mapping",
 )
 
 
@@ -259,6 +259,12 @@ def build_search_options(
     if params["deterministic"] and params["random_state"] is None:
         raise ValueError("`deterministic=True` needs a `random_state`; set one, e.g. random_state=0.")
     dtype = _dtype(params["precision"])
+    if params["logger_spec"] is not None:
+        from ._logging import AbstractLoggerSpec
+
+        if not isinstance(params["logger_spec"], AbstractLoggerSpec):
+            raise TypeError(f"`logger_spec` must be a logger spec such as "
+                            f"`TensorBoardLoggerSpec(log_dir='logs/run')`, got {params['logger_spec']!r}.")
     pp = params["print_precision"]
     if isinstance(pp, bool) or not isinstance(pp, (int, np.integer)) or pp < 1:
         raise ValueError(f"`print_precision` must be an integer >= 1 (significant digits), got {pp!r}.")

@@ -334,6 +334,25 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         self.run_id_ = self.run_id or time.strftime("%Y%m%d_%H%M%S_") + f"{np.random.randint(16**6):06x}"
         ctx = jax.enable_x64(True) if dtype == np.float64 else contextlib.nullcontext()
         self.search_states_, self.equations_list_, self.fit_info_ = [], [], []
+        logger = None
+        if self.logger_spec is not None:
+            logger = self.logger_spec.create_logger()
+            self.logger_spec.write_hparams(logger, self.get_params())
+        try:
+            self._run_searches(ctx, dtype, opts, X, Y, weights, states, seeds, units, mask, logger)
+        finally:
+            if logger is not None:
+                self.logger_spec.close(logger)
+        self._write_files()
+        if self.temp_equation_file and self.delete_tempfiles:
+            import shutil
+
+            shutil.rmtree(self.output_directory_, ignore_errors=True)
+        return self
+
+    def _run_searches(self, ctx, dtype, opts, X, Y, weights, states, seeds, units, mask, logger) -> None:
+        """One search per output column of `Y`; results go to `search_states_`,
+        `equations_list_`, `fit_info_` and the checkpoint."""
         with ctx:
             jdtype = jnp.float64 if dtype == np.float64 else jnp.float32
             evaluator = self._choose_evaluator(opts, X, Y[:, 0], jdtype)
@@ -343,7 +362,8 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
                     X, Y[:, j], opts, weights=weights, niterations=int(self.niterations),
                     random_state=self.random_state, timeout_in_seconds=self.timeout_in_seconds,
                     max_evals=self.max_evals, early_stop_condition=self.early_stop_condition,
-                    evaluator=evaluator, callback=self._callback(j, bar), state=states[j], dtype=jdtype,
+                    evaluator=evaluator, callback=self._callback(j, bar, logger), state=states[j],
+                    dtype=jdtype,
                     seeds=seeds[j], units=None if units is None else (units[0][mask], units[1][j]),
                 )
                 if bar is not None:
@@ -363,12 +383,6 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
                           f"{result.num_evals / max(result.wall_s, 1e-9):.3g} evals/s, "
                           f"{_mib(result.memory_bytes)} per iteration); "
                           f"stopped: {result.stopped_because}.", file=sys.stderr)
-        self._write_files()
-        if self.temp_equation_file and self.delete_tempfiles:
-            import shutil
-
-            shutil.rmtree(self.output_directory_, ignore_errors=True)
-        return self
 
     def _guesses(self, opts, dtype) -> list:
         """PySR's `guesses` as one stacked population per output (or None): strings in the
@@ -466,10 +480,12 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
             print(f"evaluator: {name} ({shown} per 256 expressions)", file=sys.stderr)
         return name
 
-    def _callback(self, j, bar):
+    def _callback(self, j, bar, logger=None):
         last = {"checkpoint": time.monotonic()}
 
         def cb(state, info):
+            if logger is not None and info["iteration"] % self.logger_spec.log_interval == 0:
+                self._log_iteration(logger, j, state, info)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix_str(f"best loss {info['best_loss']:.4g}, "
@@ -482,6 +498,16 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
                 self._write_checkpoint(self.search_states_ + [state])
 
         return cb
+
+    def _log_iteration(self, logger, j, state, info) -> None:
+        from ._logging import iteration_record
+
+        names = self._search_names()
+        scalars, text = iteration_record(
+            hall_of_fame_entries(state), info, self.search_options_.maxsize,
+            "" if self.nout_ == 1 else f"output_{j}/", int(self.print_precision),
+            lambda t: tree_to_string(t, self.operators_, names, precision=self.print_precision))
+        self.logger_spec.log_iteration(logger, int(info["iteration"]), scalars, text)
 
     def _progress_bar(self, j):
         """A tqdm bar on a terminal when `progress=True` and `verbosity > 0`; else None."""
