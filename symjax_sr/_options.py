@@ -89,6 +89,7 @@ class SearchOptions:
     hof_migration: bool = True
     fraction_replaced: float = 0.00036
     fraction_replaced_hof: float = 0.0614
+    fraction_replaced_guesses: float = 0.001
     topn: int = 12
     batching: bool = False
     batch_size: int = 50
@@ -120,7 +121,7 @@ class SearchOptions:
         _check(self.ncycles_per_iteration >= 1,
                f"`ncycles_per_iteration` must be >= 1, got {self.ncycles_per_iteration}.")
         for name in ("crossover_probability", "fraction_replaced", "fraction_replaced_hof",
-                     "probability_negate_constant"):
+                     "fraction_replaced_guesses", "probability_negate_constant"):
             v = getattr(self, name)
             _check(0 <= v <= 1, f"`{name}` must be in [0, 1], got {v}.")
         _check(self.alpha > 0, f"`alpha` must be > 0, got {self.alpha}.")

@@ -325,6 +325,7 @@ def build_search_options(
         hof_migration=bool(params["hof_migration"]),
         fraction_replaced=float(params["fraction_replaced"]),
         fraction_replaced_hof=float(params["fraction_replaced_hof"]),
+        fraction_replaced_guesses=float(params["fraction_replaced_guesses"]),
         topn=min(int(params["topn"]), int(params["population_size"])),
         batching=bool(params["batching"]),
         batch_size=int(params["batch_size"]),

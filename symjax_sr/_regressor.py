@@ -389,9 +389,6 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         feature names, or SymPy expressions; a flat list serves every output."""
         if self.guesses is None:
             return [None] * self.nout_
-        if self.fraction_replaced_guesses != PYSR_DEFAULTS["fraction_replaced_guesses"]:
-            raise ValueError("`fraction_replaced_guesses` is not supported yet (guesses seed the "
-                             "initial islands only); leave it at its default.")
         guesses = list(self.guesses) if not isinstance(self.guesses, str) else [self.guesses]
         nested = bool(guesses) and all(isinstance(g, (list, tuple)) for g in guesses)
         if nested and len(guesses) != self.nout_:
@@ -409,8 +406,8 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         return out
 
     def _guess_tree(self, guess, opts, names) -> Tree:
-        from ._sympy import sympy_to_tree
         from ._strings import parse_expression
+        from ._sympy import sympy_to_tree
 
         try:
             if isinstance(guess, str):

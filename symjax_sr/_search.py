@@ -71,8 +71,18 @@ def _live_features(data: SearchData, opts: SearchOptions):
     return opts.n_features if data.n_features is None else data.n_features
 
 
+class GuessPool(NamedTuple):
+    """PySR's `guesses` with their constants fitted, kept for migration
+    (`fraction_replaced_guesses`)."""
+
+    pop: Population  # [G, L] / [G, K]
+    loss: Float[Array, " G"]
+    complexity: Float[Array, " G"]
+
+
 class SearchState(eqx.Module):
-    """The whole search, islands first: populations, statistics, hall of fame, key."""
+    """The whole search, islands first: populations, statistics, hall of fame, key;
+    `guesses` when the search was seeded."""
 
     pop: Population  # [I, P, L] / [I, P, K]
     loss: Float[Array, "I P"]
@@ -84,6 +94,7 @@ class SearchState(eqx.Module):
     key: PRNGKeyArray
     clock: Int[Array, ""]
     iteration: Int[Array, ""]
+    guesses: GuessPool | None = None
 
 
 def _ctx(opts: SearchOptions, n_features) -> Context:
@@ -170,12 +181,15 @@ def init_state(key, evaluator: Evaluator, data: SearchData, opts: SearchOptions,
             maxdepth=opts.maxdepth, dtype=data.Xt.dtype,
         )
     )(keys)
+    guesses = None
     if seeds is not None:
         k_seed, key = jax.random.split(key)
         fitted = _fitted_seeds(k_seed, evaluator, seeds, data, opts)
         G = fitted.op.shape[0]
         pops = jax.tree.map(lambda a, s: a.at[:, :G].set(jnp.broadcast_to(s, (I,) + s.shape)),
                             pops, fitted)
+        guesses = GuessPool(fitted, _evaluate_flat(evaluator, fitted, data, opts),
+                            _complexity_of(fitted, opts))
     loss = _evaluate_flat(evaluator, pops, data, opts)
     cplx = jax.vmap(lambda p: _complexity_of(p, opts))(pops)
     loss = jnp.where(cplx <= curmaxsize, loss, jnp.inf)
@@ -186,7 +200,7 @@ def init_state(key, evaluator: Evaluator, data: SearchData, opts: SearchOptions,
         pop=pops, loss=loss, cost=_cost(loss, cplx, data.baseline, opts), complexity=cplx,
         birth=jnp.tile(jnp.arange(P, dtype=jnp.int32), (I, 1)),
         freq=jnp.ones((opts.maxsize + 1,), jnp.float32),
-        hof=hof, key=key, clock=jnp.int32(P), iteration=jnp.int32(0),
+        hof=hof, key=key, clock=jnp.int32(P), iteration=jnp.int32(0), guesses=guesses,
     )
 
 
@@ -453,6 +467,7 @@ def _cycle(carry, temperature, *, evaluator, data, opts, curmaxsize):
         key=key,
         clock=state.clock + 2 * E,
         iteration=state.iteration,
+        guesses=state.guesses,
     )
     return (new_state, freq_local + counts), n_evals
 
@@ -553,13 +568,18 @@ def iteration(
         pop, loss, cost, cplx, birth = _migrate(
             k_hof, pop, loss, cost, cplx, birth, state.clock, hof.population, hof.loss, hof_cplx,
             front, opts.fraction_replaced_hof, data, opts)
+    if state.guesses is not None and opts.fraction_replaced_guesses > 0:
+        g = state.guesses
+        pop, loss, cost, cplx, birth = _migrate(
+            jax.random.fold_in(k_mig, 1), pop, loss, cost, cplx, birth, state.clock, g.pop, g.loss,
+            g.complexity, jnp.isfinite(g.loss), opts.fraction_replaced_guesses, data, opts)
 
     freq = state.freq + (freq_local - state.freq[None, :]).sum(axis=0)
     total = freq.sum()
     freq = jnp.where(total > _WINDOW, freq * (_WINDOW / total), freq)
     new_state = SearchState(
         pop=pop, loss=loss, cost=cost, complexity=cplx, birth=birth, freq=freq, hof=hof, key=key,
-        clock=state.clock + 1, iteration=state.iteration + 1,
+        clock=state.clock + 1, iteration=state.iteration + 1, guesses=state.guesses,
     )
     return new_state, n_evals
 

@@ -53,4 +53,29 @@ def test_bad_guesses(data):
     with pytest.raises(ValueError, match="2 lists but y has 1 outputs"):
         sr.PySRRegressor(guesses=[["x0"], ["x1"]], **SMALL).fit(X, y)
     with pytest.raises(ValueError, match="fraction_replaced_guesses"):
-        sr.PySRRegressor(guesses=["x0"], fraction_replaced_guesses=0.1, **SMALL).fit(X, y)
+        sr.PySRRegressor(guesses=["x0"], fraction_replaced_guesses=1.5, **SMALL).fit(X, y)
+
+
+def _copies(model, guess: str) -> int:
+    """Members of the final islands that are the guess itself."""
+    pop = model.search_states_[0].pop
+    want = sr.parse_expression(guess, model.operators_)
+    n = 0
+    for i in range(pop.op.shape[0]):
+        for k in range(pop.op.shape[1]):
+            op = np.asarray(pop.op[i, k])
+            real = op != 0
+            n += np.array_equal(op[real], want.op) and np.array_equal(np.asarray(pop.arg[i, k])[real], want.arg)
+    return n
+
+
+def test_guesses_migrate_into_the_islands(data):
+    """A poor guess (`exp(x1)`) dies out of the islands by age, unless
+    `fraction_replaced_guesses` brings it back at the end of every iteration."""
+    X, y = data
+    kw = {**SMALL, "niterations": 3}
+    rare = sr.PySRRegressor(guesses=["exp(x1)"], **kw).fit(X, y)  # PySR's default 0.001
+    often = sr.PySRRegressor(guesses=["exp(x1)"], fraction_replaced_guesses=0.5, **kw).fit(X, y)
+    total = kw["populations"] * kw["population_size"]
+    assert _copies(rare, "exp(x1)") <= 0.1 * total
+    assert _copies(often, "exp(x1)") >= 0.3 * total
