@@ -24,6 +24,8 @@ from ._kernels import SwitchEvaluator as SwitchEvaluator
 from ._kernels import choose_evaluator as choose_evaluator
 from ._logging import AbstractLoggerSpec as AbstractLoggerSpec
 from ._logging import TensorBoardLoggerSpec as TensorBoardLoggerSpec
+from ._many import ManyResult as ManyResult
+from ._many import search_many as search_many
 from ._memory import SearchMemoryError as SearchMemoryError
 from ._operators import OPERATORS as OPERATORS
 from ._operators import Operator as Operator

@@ -18,6 +18,7 @@ BENCHMARKS = {
     "eql": ("_eql", "EQL networks on Kim et al.'s function set"),
     "recovery": ("_recovery", "recovery over the public problems, peers in the same run"),
     "soak": ("_soak", "many fits in one process, a long run, SIGKILLs: memory and files"),
+    "many": ("_many", "B regressions in one program (search_many) vs a loop of fits"),
 }
 
 
