@@ -363,8 +363,8 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
                     random_state=self.random_state, timeout_in_seconds=self.timeout_in_seconds,
                     max_evals=self.max_evals, early_stop_condition=self.early_stop_condition,
                     evaluator=evaluator, callback=self._callback(j, bar, logger), state=states[j],
-                    dtype=jdtype,
-                    seeds=seeds[j], units=None if units is None else (units[0][mask], units[1][j]),
+                    dtype=jdtype, seeds=seeds[j],
+                    units=None if units is None else (units[0][mask], units[1][j]),
                 )
                 if bar is not None:
                     bar.close()

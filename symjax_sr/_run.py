@@ -232,8 +232,8 @@ def run_search(
     `iteration, num_evals, wall_s, evals_per_s, best_loss`. Passing `state`
     continues a previous search (warm start). `seeds` (PySR's `guesses`, at most
     `population_size` trees) start in every island with their constants fitted.
-    `units = (x_dims [F, 7], y_dims [7] or None)` (`_units.feature_dims`, `_units.parse_unit`) turns on PySR's
-    dimensional analysis.
+    `units = (x_dims [F, 7], y_dims [7] or None)` (from `_units.feature_dims` and
+    `_units.parse_unit`) turns on PySR's dimensional analysis.
     """
     X = check_data(X)
     y = np.asarray(y)

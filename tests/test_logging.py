@@ -1,5 +1,6 @@
-"""`logger_spec`: TensorBoard event files written during a fit, read back here with a
-TFRecord reader of our own (not tensorboardX's writer code)."""
+"""`logger_spec`: the TensorBoard event reader of the tests (a TFRecord reader of our own,
+not tensorboardX's writer code), the Pareto volume, errors. The fit that writes the logs is in
+`test_regressor.py`, where it shares the module's compiled search."""
 
 from __future__ import annotations
 
@@ -9,13 +10,12 @@ import struct
 
 import numpy as np
 import pytest
-from test_regressor import SMALL, _data
 
 from symjax_sr import PySRRegressor, TensorBoardLoggerSpec
 from symjax_sr._logging import pareto_volume
 
 
-def _events(directory: str):
+def events(directory: str):
     """Every event of the TensorBoard files in `directory`: (step, tag, scalar or text)."""
     from tensorboardX.proto import event_pb2
 
@@ -48,34 +48,9 @@ def test_pareto_volume():
     assert pareto_volume([], 20) == 0.0 and pareto_volume([(3, np.inf)], 20) == 0.0
 
 
-def test_tensorboard_logs_a_fit(tmp_path):
-    X, y = _data()
-    spec = TensorBoardLoggerSpec(log_dir=str(tmp_path / "run"), log_interval=2)
-    model = PySRRegressor(**{**SMALL, "niterations": 4}, random_state=0, logger_spec=spec,
-                          temp_equation_file=True)
-    model.fit(X, y)
-    events = _events(str(tmp_path / "run"))
-    min_loss = [(s, v) for s, t, v in events if t == "search/data/summaries/min_loss"]
-    assert [s for s, _ in min_loss] == [2, 4]
-    assert min_loss[1][1] <= min_loss[0][1]
-    np.testing.assert_allclose(min_loss[1][1], model.equations_["loss"].min(), rtol=1e-6)
-    tags = {t for _, t, _ in events}
-    assert {"search/data/summaries/pareto_volume", "search/data/summaries/num_evals",
-            "search/data/equations/front", "hparams"} <= tags
-    for c, loss in zip(model.equations_["complexity"], model.equations_["loss"], strict=True):
-        logged = [v for s, t, v in events if t == f"search/data/equations/loss_complexity_{c}" and s == 4]
-        np.testing.assert_allclose(logged, [loss], rtol=1e-6)
-    front = [v for s, t, v in events if t == "search/data/equations/front" and s == 4][0]
-    assert front.count("\n") == len(model.equations_) + 1  # header, rule, one row per equation
-    hparams = [v for _, t, v in events if t == "hparams"][0]
-    assert f"`populations` = `{SMALL['populations']}`" in hparams
-    # overwrite=False: a second fit writes next to the first, not over it
-    model.fit(X, y)
-    assert os.path.isdir(tmp_path / "run_1") and _events(str(tmp_path / "run_1"))
-
-
 def test_logger_spec_errors():
-    X, y = _data()
+    rng = np.random.default_rng(0)
+    X, y = rng.uniform(-1, 1, (20, 2)), rng.uniform(-1, 1, 20)
     with pytest.raises(TypeError, match="TensorBoardLoggerSpec"):
         PySRRegressor(logger_spec="logs/run", niterations=1).fit(X, y)
     with pytest.raises(ValueError, match="log_interval"):

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import sympy
+from test_logging import events as read_events
 
-from symjax_sr import PySRRegressor, tree_to_string
+from symjax_sr import PySRRegressor, TensorBoardLoggerSpec, tree_to_string
 
 SMALL = dict(
     binary_operators=["+", "-", "*"],
@@ -101,6 +102,32 @@ def test_print_precision_rounds_the_printout_only(fitted):
         model.set_params(print_precision=5)
     with pytest.raises(ValueError, match="print_precision"):
         PySRRegressor(print_precision=0, niterations=1).fit(*_data())
+
+
+def test_tensorboard_logs_a_fit(tmp_path):
+    X, y = _data()
+    spec = TensorBoardLoggerSpec(log_dir=str(tmp_path / "run"), log_interval=2)
+    model = PySRRegressor(**{**SMALL, "niterations": 4}, random_state=0, logger_spec=spec,
+                          temp_equation_file=True)
+    model.fit(X, y)
+    events = read_events(str(tmp_path / "run"))
+    min_loss = [(s, v) for s, t, v in events if t == "search/data/summaries/min_loss"]
+    assert [s for s, _ in min_loss] == [2, 4]
+    assert min_loss[1][1] <= min_loss[0][1]
+    np.testing.assert_allclose(min_loss[1][1], model.equations_["loss"].min(), rtol=1e-6)
+    tags = {t for _, t, _ in events}
+    assert {"search/data/summaries/pareto_volume", "search/data/summaries/num_evals",
+            "search/data/equations/front", "hparams"} <= tags
+    for c, loss in zip(model.equations_["complexity"], model.equations_["loss"], strict=True):
+        logged = [v for s, t, v in events if t == f"search/data/equations/loss_complexity_{c}" and s == 4]
+        np.testing.assert_allclose(logged, [loss], rtol=1e-6)
+    front = [v for s, t, v in events if t == "search/data/equations/front" and s == 4][0]
+    assert front.count("\n") == len(model.equations_) + 1  # header, rule, one row per equation
+    hparams = [v for _, t, v in events if t == "hparams"][0]
+    assert f"`populations` = `{SMALL['populations']}`" in hparams
+    # overwrite=False: a second fit writes next to the first, not over it
+    model.fit(X, y)
+    assert os.path.isdir(tmp_path / "run_1") and read_events(str(tmp_path / "run_1"))
 
 
 def test_jax_and_torch_format_columns(fitted):
