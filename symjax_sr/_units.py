@@ -74,6 +74,9 @@ def parse_unit(text: str | float | int) -> np.ndarray:
     except (sympy.SympifyError, SyntaxError, TypeError) as e:
         raise ValueError(f"Cannot parse the unit {text!r}; write units with * / ^, e.g. "
                          "'kg*m^2/s^2' or 'm*s^-1'.") from e
+    if expr.atoms(sympy.Add) or expr.atoms(sympy.Function):
+        raise ValueError(f"The unit {text!r} is not a product of powers of units; write it like "
+                         "'kg*m^2/s^2'.")
     unknown = sorted(str(s) for s in expr.free_symbols)
     if unknown:
         raise ValueError(f"Unknown unit(s) {unknown} in {text!r}; use SI names and prefixes as "

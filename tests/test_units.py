@@ -45,6 +45,10 @@ def test_parse_unit_errors():
         parse_unit("blorp/s")
     with pytest.raises(ValueError, match="Cannot parse"):
         parse_unit("m s")
+    with pytest.raises(ValueError, match="product of powers"):
+        parse_unit("m + s")
+    with pytest.raises(ValueError, match="product of powers"):
+        parse_unit("sin(m)")
     with pytest.raises(TypeError, match="string"):
         parse_unit(["m"])
 
