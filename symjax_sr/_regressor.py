@@ -482,12 +482,12 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
 
         def cb(state, info):
             if logger is not None and info["iteration"] % self.logger_spec.log_interval == 0:
-                self._log_iteration(logger, j, state, info)
+                self._log_iteration(logger, j, info)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix_str(f"best loss {info['best_loss']:.4g}, "
                                     f"{info['evals_per_s']:.3g} evals/s", refresh=False)
-            self._write_hof_now(j, state)
+            self._write_hof_now(j, info["hall_of_fame"])
             # The checkpoint pickles the whole search state: at most every
             # `_CHECKPOINT_EVERY_S` seconds, and always when an output's search ends.
             if time.monotonic() - last["checkpoint"] >= _CHECKPOINT_EVERY_S:
@@ -496,12 +496,12 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
 
         return cb
 
-    def _log_iteration(self, logger, j, state, info) -> None:
+    def _log_iteration(self, logger, j, info) -> None:
         from ._logging import iteration_record
 
         names = self._search_names()
         scalars, text = iteration_record(
-            hall_of_fame_entries(state), info, self.search_options_.maxsize,
+            info["hall_of_fame"], info, self.search_options_.maxsize,
             "" if self.nout_ == 1 else f"output_{j}/", int(self.print_precision),
             lambda t: tree_to_string(t, self.operators_, names, precision=self.print_precision))
         self.logger_spec.log_iteration(logger, int(info["iteration"]), scalars, text)
@@ -689,8 +689,8 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
                for r in self._rows(index)]
         return out[0] if self.nout_ == 1 else out
 
-    def _write_hof_now(self, j, state):
-        rows = front_rows(hall_of_fame_entries(state), self.operators_, self._search_names())
+    def _write_hof_now(self, j, entries):
+        rows = front_rows(entries, self.operators_, self._search_names())
         write_hall_of_fame(self._run_dir(j), rows)
 
     def _run_dir(self, j):

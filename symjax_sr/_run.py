@@ -229,7 +229,8 @@ def run_search(
     """Run the search on `X [N, F]`, `y [N]` (validated here, at the boundary).
 
     `callback(state, info)` runs after every iteration with `info` holding
-    `iteration, num_evals, wall_s, evals_per_s, best_loss`. Passing `state`
+    `iteration, num_evals, wall_s, evals_per_s, best_loss` and `hall_of_fame` (the
+    entries on the host, taken once per iteration for every consumer). Passing `state`
     continues a previous search (warm start). `seeds` (PySR's `guesses`, at most
     `population_size` trees) start in every island with their constants fitted.
     `units = (x_dims [F, 7], y_dims [7] or None)` (from `_units.feature_dims` and
@@ -303,7 +304,8 @@ def run_search(
             if callback is not None:
                 best = min((e.loss for e in entries), default=math.inf)
                 callback(state, {"iteration": it, "num_evals": num_evals, "wall_s": wall,
-                                 "evals_per_s": num_evals / max(wall, 1e-9), "best_loss": best})
+                                 "evals_per_s": num_evals / max(wall, 1e-9), "best_loss": best,
+                                 "hall_of_fame": entries})
             if interrupted["hit"]:
                 stopped = "interrupted"
                 break

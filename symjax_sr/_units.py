@@ -22,6 +22,7 @@ must have `y_units` when they are given. A violating candidate's loss gets
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -49,6 +50,7 @@ _LINEAR_OPS = {"*": 1.0, "/": -1.0}
 _DIMENSIONLESS_UNITS = ("radian", "rad", "degree", "deg", "percent", "steradian", "sr")
 
 
+@functools.cache
 def _namespace() -> dict:
     from sympy.physics import units
 

@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="problems the loop baseline runs (its time per problem is measured on these)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--evaluator", default="select", help="evaluator of both runs (select, switch)")
+    parser.add_argument("--no-constants", action="store_true",
+                        help="should_optimize_constants=False in both runs (isolates the optimiser's cost)")
     parser.add_argument("--json", action="store_true")
 
 
@@ -54,7 +56,7 @@ def measure(B: int, args) -> dict:
     from symjax_sr._params import PYSR_DEFAULTS, build_search_options
 
     X, y = problems(B, args.rows, args.seed)
-    kw = dict(SETTINGS, niterations=args.niterations)
+    kw = dict(SETTINGS, niterations=args.niterations, should_optimize_constants=not args.no_constants)
     res = search_many(X, y, random_state=args.seed, evaluator=args.evaluator, **kw)
     solved = sum(_solved(min(e.loss for e in r.hall_of_fame), y[b]) for b, r in enumerate(res.results))
     opts, _ = build_search_options({**PYSR_DEFAULTS, **kw}, X.shape[2])
@@ -70,7 +72,7 @@ def measure(B: int, args) -> dict:
         loop_solved += _solved(min(e.loss for e in r.hall_of_fame), y[b])
     per = loop_s / loop_n
     pps = B / res.wall_s
-    return {"B": B, "evaluator": args.evaluator, "rows": args.rows, "niterations": args.niterations, "many_s": round(res.wall_s, 3),
+    return {"B": B, "evaluator": args.evaluator, "constants": not args.no_constants, "rows": args.rows, "niterations": args.niterations, "many_s": round(res.wall_s, 3),
             "many_compile_s": round(res.compile_s, 2), "solved": int(solved), "problems_per_s": round(pps, 3),
             "loop_problems": loop_n, "loop_s_per_problem": round(per, 4),
             "loop_compile_s": round(loop_compile, 2), "loop_problems_per_s": round(1 / per, 3),
