@@ -33,6 +33,8 @@ from ._operators import OperatorSet as OperatorSet
 from ._operators import get_operator as get_operator
 from ._operators import make_operator_set as make_operator_set
 from ._options import MutationWeights as MutationWeights
+from ._parametric import ExpressionSpec as ExpressionSpec
+from ._parametric import ParametricExpressionSpec as ParametricExpressionSpec
 from ._options import SearchOptions as SearchOptions
 from ._random import random_population as random_population
 from ._random import random_tree as random_tree

@@ -233,29 +233,34 @@ def constant_count(pop: Population) -> Int[Array, " pop"]:
 
 
 def select_members(
-    pop: Population, options: ConstantOptions, *, key: PRNGKeyArray
+    pop: Population, options: ConstantOptions, *, key: PRNGKeyArray,
+    evaluator: Evaluator | None = None,
 ) -> Bool[Array, " pop"]:
-    """PySR's selection: each member with constants, independently with `probability`."""
+    """PySR's selection: each member with constants, independently with `probability`
+    (what counts as a constant is the `evaluator`'s `free_constants`, if given)."""
     if not options.enabled:
         return jnp.zeros((len(pop),), bool)
     draw = jax.random.bernoulli(key, options.probability, (len(pop),))
-    return draw & (constant_count(pop) > 0)
+    has = constant_count(pop) > 0 if evaluator is None else evaluator.free_constants(pop).any(-1)
+    return draw & has
 
 
 def restart_starts(
     const: Float[Array, "pop nconst"],
-    count: Int[Array, " pop"],
+    count: Int[Array, " pop"] | None,
     nrestarts: int,
     *,
     key: PRNGKeyArray,
+    free: Bool[Array, "pop nconst"] | None = None,
 ) -> Float[Array, "starts pop nconst"]:
     """The `1 + nrestarts` starting points per member, PySR's way.
 
     Start 0 is `const`; start `r > 0` is `const·(1 + 0.5·randn)` on the member's first
-    `count` slots (the others are left as they are).
+    `count` slots, or on the slots `free` marks (the others are left as they are).
     """
     K = const.shape[-1]
-    free = jnp.arange(K)[None, :] < count[:, None]
+    if free is None:
+        free = jnp.arange(K)[None, :] < count[:, None]
     noise = jax.random.normal(key, (nrestarts,) + const.shape, const.dtype)
     starts = jnp.concatenate([const[None], const[None] * (1.0 + 0.5 * noise)], axis=0)
     return jnp.where(free[None], starts, const[None])
@@ -304,9 +309,9 @@ def optimize_constants(
     ```
     """
     P, K = pop.const.shape
-    count = constant_count(pop)
+    free_all = evaluator.free_constants(pop)
     selected = jnp.ones((P,), bool) if mask is None else jnp.asarray(mask, bool)
-    selected = selected & (count > 0) & options.enabled
+    selected = selected & free_all.any(-1) & options.enabled
     n_evals = jnp.int32(0)
     if loss_before is None:
         loss_before = population_loss(
@@ -326,12 +331,11 @@ def optimize_constants(
     else:
         idx = jnp.argsort(~selected, stable=True)[:C]
     active = selected[idx]
-    op, arg, const0, n_c = pop.op[idx], pop.arg[idx], pop.const[idx], count[idx]
+    op, arg, const0, free = pop.op[idx], pop.arg[idx], pop.const[idx], free_all[idx]
 
     # 2. Lanes: start r of member i is lane r*C + i; start 0 is the current constants.
     R = 1 + options.nrestarts
-    free = jnp.arange(K)[None, :] < n_c[:, None]
-    starts = restart_starts(const0, n_c, options.nrestarts, key=key)
+    starts = restart_starts(const0, None, options.nrestarts, key=key, free=free)
 
     def rep(a):
         return jnp.broadcast_to(a[None], (R,) + a.shape).reshape((R * C,) + a.shape[1:])

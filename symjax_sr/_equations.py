@@ -24,7 +24,8 @@ from ._sympy import tree_to_latex, tree_to_sympy
 from ._tree import Tree, stack_trees
 
 __all__ = ["CallableEquation", "front_rows", "equations_table", "write_hall_of_fame",
-           "read_hall_of_fame", "read_hall_of_fame_csv", "atomic_write", "latex_table", "jax_callable"]
+           "read_hall_of_fame", "read_hall_of_fame_csv", "atomic_write", "latex_table", "jax_callable",
+           "ParametricCallableEquation", "parametric_jax_callable"]
 
 
 class CallableEquation:
@@ -41,6 +42,22 @@ class CallableEquation:
         return f"PySRFunction(X=>{self.equation})"
 
 
+class ParametricCallableEquation(CallableEquation):
+    """`lambda_format` of a parametric equation: a NumPy function of `X [N, F]` and each
+    row's category label; parameter `j` is the tree's variable `F + j`."""
+
+    def __init__(self, tree: Tree, operators: OperatorSet, equation: str, params, categories):
+        super().__init__(tree, operators, equation)
+        self.params, self.categories = np.asarray(params), np.asarray(categories)
+
+    def __call__(self, X, category):
+        from ._parametric import encode_category
+
+        X = np.asarray(X, dtype=np.float64)
+        codes, _ = encode_category(category, X.shape[0], self.categories)
+        return super().__call__(np.concatenate([X, self.params[:, codes].T], axis=1))
+
+
 def front_rows(entries, operators: OperatorSet, names: list[str]) -> pd.DataFrame:
     """The Pareto front as `complexity, loss, equation` (cheap: what hall_of_fame.csv holds)."""
     front = [e for e in entries if e.pareto]
@@ -52,13 +69,24 @@ def front_rows(entries, operators: OperatorSet, names: list[str]) -> pd.DataFram
     })
 
 
-def equations_table(entries, operators: OperatorSet, names: list[str], loss_scale: str) -> pd.DataFrame:
-    """Pareto-front entries (`HofEntry`s) -> PySR's equations DataFrame."""
+def equations_table(entries, operators: OperatorSet, names: list[str], loss_scale: str,
+                    categories=None) -> pd.DataFrame:
+    """Pareto-front entries (`HofEntry`s) -> PySR's equations DataFrame. Parametric
+    entries (with `categories`, the labels) get a `parameters` column
+    `[n_params, n_categories]`, and a `lambda_format` that takes the category."""
     table = front_rows(entries, operators, names)
     table["sympy_format"] = [tree_to_sympy(t, operators, names) for t in table["tree"]]
-    table["lambda_format"] = [CallableEquation(t, operators, eq)
-                              for t, eq in zip(table["tree"], table["equation"])]
-    table = table[["complexity", "loss", "equation", "sympy_format", "lambda_format", "tree"]]
+    columns = ["complexity", "loss", "equation", "sympy_format", "lambda_format", "tree"]
+    if categories is None:
+        table["lambda_format"] = [CallableEquation(t, operators, eq)
+                                  for t, eq in zip(table["tree"], table["equation"])]
+    else:
+        params = [e.params for e in entries if e.pareto]
+        table["parameters"] = params
+        table["lambda_format"] = [ParametricCallableEquation(t, operators, eq, p, categories)
+                                  for t, eq, p in zip(table["tree"], table["equation"], params)]
+        columns.insert(4, "parameters")
+    table = table[columns]
     table.insert(3, "score", compute_scores(table["loss"], table["complexity"], loss_scale))
     return table
 
@@ -163,3 +191,18 @@ def jax_callable(tree: Tree, operators: OperatorSet) -> dict:
         return pred[0]
 
     return {"callable": f, "parameters": jnp.asarray(tree.constants)}
+
+
+def parametric_jax_callable(tree: Tree, operators: OperatorSet, params) -> dict:
+    """`jax()` of a parametric equation: `{"callable": f, "parameters": (constants, values)}`
+    with `f(X [N, F], parameters, category [N]) -> [N]`, `values [n_params, n_categories]`
+    and `category` each row's column index into them; differentiable in `parameters`."""
+    base = jax_callable(tree, operators)
+
+    def f(X, parameters, category):
+        X = jnp.asarray(X)
+        constants, values = parameters
+        per_row = jnp.asarray(values, X.dtype)[:, jnp.asarray(category)].T
+        return base["callable"](jnp.concatenate([X, per_row], axis=1), constants)
+
+    return {"callable": f, "parameters": (base["parameters"], jnp.asarray(params))}

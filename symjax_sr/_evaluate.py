@@ -83,6 +83,12 @@ class Evaluator(eqx.Module):
         pred, ok = self.predict(pop, Xt)
         return reduce_loss(pred, ok, y, weights, elementwise_loss)
 
+    def free_constants(self, pop: Population) -> Bool[Array, "pop nconst"]:
+        """The constant slots each expression uses (what the constant optimiser fits):
+        the first `count` slots, `count` its constant leaves."""
+        count = (pop.op == CONST).sum(axis=-1)
+        return jnp.arange(pop.const.shape[-1])[None, :] < count[:, None]
+
 
 def apply_operators(operators: OperatorSet, opcode, left, right):
     """Every operator of the set applied to the operands, the one `opcode` names selected.

@@ -60,6 +60,8 @@ class SearchOptions:
     retried when its result breaks a constraint (PySR retries up to 10 times, one after
     another; here the attempts run in parallel). `dimensional_constraint_penalty` and
     `dimensionless_constants_only` apply when the data carries units (`SearchData.x_dims`).
+    `n_params > 0` makes the expressions parametric (`_parametric.py`): the last
+    `n_params` of the `n_features` variables are parameters with `n_categories` values.
     """
 
     operators: OperatorSet
@@ -104,6 +106,8 @@ class SearchOptions:
     loss_scale: str = "log"
     dimensional_constraint_penalty: float = 1000.0
     dimensionless_constants_only: bool = False
+    n_params: int = 0
+    n_categories: int = 0
 
     def __post_init__(self):
         _check(self.n_features >= 1, f"Need at least one feature, got {self.n_features}.")
@@ -134,6 +138,11 @@ class SearchOptions:
         _check(self.loss_scale in ("log", "linear"),
                f"`loss_scale` must be 'log' or 'linear', got {self.loss_scale!r}.")
         _check(self.mutation_attempts >= 1, "`mutation_attempts` must be >= 1.")
+        _check(self.n_params >= 0 and (self.n_params == 0 or self.n_categories >= 1),
+               f"`n_params` ({self.n_params}) needs `n_categories` >= 1 ({self.n_categories}).")
+        _check(self.n_features > self.n_params,
+               f"`n_features` ({self.n_features}) counts the parameters ({self.n_params}) as "
+               "variables after the real features; it must exceed them.")
         _check(self.dimensional_constraint_penalty >= 0,
                f"`dimensional_constraint_penalty` must be >= 0, got {self.dimensional_constraint_penalty}.")
 
@@ -146,6 +155,17 @@ class SearchOptions:
     def const_slots(self) -> int:
         """Constant table size K."""
         return self.nconst or max(2, min(16, (self.maxsize + 1) // 2))
+
+    @property
+    def param_slots(self) -> int:
+        """Slots of a parametric expression's values (`n_params · n_categories`), kept in
+        the constant table after the `const_slots` constants (`_parametric.py`)."""
+        return self.n_params * self.n_categories
+
+    @property
+    def const_width(self) -> int:
+        """Width of a population's constant table: constants, then parameter values."""
+        return self.const_slots + self.param_slots
 
     @property
     def events_per_cycle(self) -> int:

@@ -142,7 +142,7 @@ JULIA_ONLY: dict[str, str] = {
 
 #: Parameters of later milestones: accepted at their defaults, refused otherwise.
 NOT_YET: tuple[str, ...] = (
-    "expression_spec", "complexity_mapping",
+    "complexity_mapping",
 )
 
 
@@ -220,10 +220,21 @@ def build_operators(params: Mapping[str, Any]) -> OperatorSet:
 
 
 def build_search_options(
-    params: Mapping[str, Any], n_features: int, complexity_of_variables=None
+    params: Mapping[str, Any], n_features: int, complexity_of_variables=None, n_categories: int = 0,
 ) -> tuple[SearchOptions, np.dtype]:
-    """Validate PySR's flat parameters and group them into `SearchOptions` (and the dtype)."""
+    """Validate PySR's flat parameters and group them into `SearchOptions` (and the dtype).
+
+    With a `ParametricExpressionSpec`, `n_categories` is the number of categories of the
+    data, and the options count its parameters as variables after the `n_features`.
+    """
     _warn_julia_only(params)
+    from ._parametric import check_expression_spec
+
+    spec = check_expression_spec(params["expression_spec"])
+    n_params = 0 if spec is None else int(spec.max_parameters)
+    if n_params and n_categories < 1:
+        raise ValueError("`ParametricExpressionSpec` needs `category` in fit: one integer label "
+                         "per row, e.g. `model.fit(X, y, category=c)`.")
     for name in NOT_YET:
         if params[name] not in (None, False):
             raise ValueError(
@@ -273,12 +284,14 @@ def build_search_options(
     if maxsize < 3:
         raise ValueError(f"`maxsize` must be >= 3, got {maxsize}.")
     cov = complexity_of_variables if complexity_of_variables is not None else params["complexity_of_variables"]
+    if n_params and cov is not None and np.ndim(cov) == 1:
+        cov = list(cov) + [1.0] * n_params  # a parameter costs what a variable does by default
     complexities = None
     if params["complexity_of_operators"] or params["complexity_of_constants"] is not None or cov is not None:
         from ._tree import Complexities
 
         c = Complexities.make(
-            ops, n_features, params["complexity_of_operators"],
+            ops, n_features + n_params, params["complexity_of_operators"],
             1.0 if params["complexity_of_constants"] is None else params["complexity_of_constants"],
             1.0 if cov is None else cov,
         )
@@ -300,7 +313,7 @@ def build_search_options(
     )
     opts = SearchOptions(
         operators=ops,
-        n_features=n_features,
+        n_features=n_features + n_params,
         maxsize=maxsize,
         maxdepth=params["maxdepth"],
         populations=int(params["populations"]),
@@ -340,5 +353,7 @@ def build_search_options(
         dimensional_constraint_penalty=1000.0 if params["dimensional_constraint_penalty"] is None
         else float(params["dimensional_constraint_penalty"]),
         dimensionless_constants_only=bool(params["dimensionless_constants_only"]),
+        n_params=n_params,
+        n_categories=n_categories if n_params else 0,
     )
     return opts, dtype

@@ -30,6 +30,7 @@ from ._equations import (
 from ._evaluate import check_data
 from ._kernels import choose_evaluator, untimed_evaluator
 from ._operators import OPERATORS, VAR
+from ._parametric import check_expression_spec, encode_category, parameter_names
 from ._params import PYSR_DEFAULTS, build_search_options, check_unknown_kwargs
 from ._random import random_population
 from ._run import hall_of_fame_entries, run_search
@@ -266,10 +267,13 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
 
     def fit(self, X, y, *, weights=None, variable_names=None, Xresampled=None,
             complexity_of_variables=None, X_units=None, y_units=None, category=None):
-        """Search for equations `y ≈ f(X)`; one search per output column of `y`."""
-        if category is not None:
-            raise ValueError("`category` is not supported yet; leave it as None.")
+        """Search for equations `y ≈ f(X)`; one search per output column of `y`.
+
+        With `expression_spec=ParametricExpressionSpec(...)`, `category` (one integer
+        label per row) says which row belongs to which category's parameter values."""
         X, y, names, y_names = self._validate_xy(X, y, variable_names)
+        codes, classes = self._category(category, X.shape[0], names, X_units=X_units,
+                                        y_units=y_units, Xresampled=Xresampled)
         units = self._units(X_units, y_units, X.shape[1], 1 if y.ndim == 1 else y.shape[1])
         if weights is not None:
             weights = np.asarray(weights, dtype=np.float64)
@@ -298,7 +302,8 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
                                  f"got {len(complexity_of_variables)}.")
             complexity_of_variables = list(np.asarray(complexity_of_variables)[mask])
         params = self.get_params()
-        opts, dtype = build_search_options(params, Xs.shape[1], complexity_of_variables)
+        opts, dtype = build_search_options(params, Xs.shape[1], complexity_of_variables,
+                                           n_categories=0 if classes is None else len(classes))
         check_exportable(opts.operators)  # a broken custom mapping fails now, not after the search
         self.n_features_in_ = X.shape[1]
         self.feature_names_in_ = np.array(names if names else [f"x{i}" for i in range(X.shape[1])],
@@ -311,6 +316,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
                              "fit (`select_k_features` chose others); refit with warm_start=False.")
         self.selection_mask_ = mask if self.select_k_features is not None else None
         self.X_units_, self.y_units_ = X_units, y_units
+        self.categories_ = classes
         X, Y = Xs, Ys
         if warm:
             if getattr(self, "search_options_", None) != opts:
@@ -321,8 +327,8 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
             states = self.search_states_
         else:
             states = [None] * self.nout_
-        seeds = self._guesses(opts, dtype)
         self.search_options_ = opts
+        seeds = self._guesses(opts, dtype)
         self._checkpoint_warned = False
         self.operators_ = opts.operators
         if self.temp_equation_file:
@@ -339,7 +345,8 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
             logger = self.logger_spec.create_logger()
             self.logger_spec.write_hparams(logger, self.get_params())
         try:
-            self._run_searches(ctx, dtype, opts, X, Y, weights, states, seeds, units, mask, logger)
+            self._run_searches(ctx, dtype, opts, X, Y, weights, states, seeds, units, mask, logger,
+                               codes)
         finally:
             if logger is not None:
                 self.logger_spec.close(logger)
@@ -350,7 +357,8 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
             shutil.rmtree(self.output_directory_, ignore_errors=True)
         return self
 
-    def _run_searches(self, ctx, dtype, opts, X, Y, weights, states, seeds, units, mask, logger) -> None:
+    def _run_searches(self, ctx, dtype, opts, X, Y, weights, states, seeds, units, mask, logger,
+                      codes=None) -> None:
         """One search per output column of `Y`; results go to `search_states_`,
         `equations_list_`, `fit_info_` and the checkpoint."""
         with ctx:
@@ -365,6 +373,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
                     evaluator=evaluator, callback=self._callback(j, bar, logger), state=states[j],
                     dtype=jdtype, seeds=seeds[j],
                     units=None if units is None else (units[0][mask], units[1][j]),
+                    category=codes,
                 )
                 if bar is not None:
                     bar.close()
@@ -445,14 +454,50 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         return np.ones(self.n_features_in_, bool) if mask is None else np.asarray(mask, bool)
 
     def _search_names(self) -> list[str]:
-        """Names of the features the search sees (trees in `search_states_` index these)."""
-        return list(np.asarray(self.feature_names_in_)[self._mask()])
+        """Names of the variables the search sees (trees in `search_states_` index these):
+        the selected features, then a parametric expression's parameters."""
+        return list(np.asarray(self.feature_names_in_)[self._mask()]) + self._param_names()
+
+    def _names(self) -> list[str]:
+        """Names of the variables of the equations in `equations_`: every input feature,
+        then a parametric expression's parameters."""
+        return list(self.feature_names_in_) + self._param_names()
+
+    def _param_names(self) -> list[str]:
+        opts = getattr(self, "search_options_", None)
+        return [] if opts is None else parameter_names(opts.n_params)
+
+    def _category(self, category, n_rows, names, **exclusive):
+        """Category codes and labels for a parametric fit (None, None otherwise), with the
+        options a parametric fit does not support refused."""
+        spec = check_expression_spec(self.expression_spec)
+        if spec is None:
+            if category is not None:
+                raise ValueError("`category` is only used with `expression_spec=ParametricExpressionSpec(...)`; "
+                                 "set that or drop category.")
+            return None, None
+        if category is None:
+            raise ValueError("`expression_spec=ParametricExpressionSpec(...)` needs `category` in fit: "
+                             "one integer label per row, e.g. `model.fit(X, y, category=c)`.")
+        clash = set(parameter_names(spec.max_parameters)) & set(names or [])
+        if clash:
+            raise ValueError(f"Feature name(s) {sorted(clash)} are the names of the parameters; "
+                             "rename those features.")
+        refused = dict(exclusive, guesses=self.guesses, denoise=self.denoise or None,
+                       loss_function_expression=self.loss_function_expression)
+        for name, value in refused.items():
+            if value is not None:
+                raise ValueError(f"`{name}` is not supported with ParametricExpressionSpec yet; "
+                                 f"drop {name} or use a plain expression.")
+        return encode_category(category, n_rows)
 
     def _to_input_features(self, entries):
         """Hall-of-fame entries with their trees indexing the columns of the full `X`."""
         idx = np.flatnonzero(self._mask())
         if len(idx) == self.n_features_in_:
             return entries
+        # a parametric expression's parameters follow the features, in both numberings
+        idx = np.concatenate([idx, self.n_features_in_ + np.arange(len(self._param_names()))])
         out = []
         for e in entries:
             t = e.tree
@@ -552,7 +597,8 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         tables = state.get("equations_list_")
         if tables is not None and len(tables) < len(states):
             self.equations_list_ = list(tables) + [
-                self._table(hall_of_fame_entries(s)) for s in states[len(tables):]
+                self._table(hall_of_fame_entries(s, self.search_options_))
+                for s in states[len(tables):]
             ]
 
     def refresh(self, run_directory: str | None = None):
@@ -567,7 +613,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         dirs = [base] if self.nout_ == 1 else [os.path.join(base, f"output{j + 1}")
                                                 for j in range(self.nout_)]
         self.equations_list_ = [
-            read_hall_of_fame(d, self.operators_, list(self.feature_names_in_), self.loss_scale)
+            read_hall_of_fame(d, self.operators_, self._names(), self.loss_scale)
             for d in dirs
         ]
         return self
@@ -576,7 +622,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
 
     def _table(self, entries) -> pd.DataFrame:
         return equations_table(self._to_input_features(entries), self.operators_,
-                               list(self.feature_names_in_), self.loss_scale)
+                               self._names(), self.loss_scale, getattr(self, "categories_", None))
 
     @property
     def equations_(self):
@@ -586,15 +632,14 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         for t in self.equations_list_:
             t = t.copy()
             if self.output_jax_format:
-                from ._equations import jax_callable
-
-                t["jax_format"] = [jax_callable(tree, self.operators_) for tree in t["tree"]]
+                t["jax_format"] = [self._jax_of(tree, t["parameters"].iloc[i] if "parameters" in t else None)
+                                   for i, tree in enumerate(t["tree"])]
             if self.output_torch_format:
                 from .export import to_torch
 
                 t["torch_format"] = [
                     to_torch(tree, operators=self.operators_,
-                             variable_names=list(self.feature_names_in_),
+                             variable_names=self._names(),
                              extra_torch_mappings=self.extra_torch_mappings)
                     for tree in t["tree"]
                 ]
@@ -630,14 +675,24 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
     def get_hof(self):
         return self.equations_
 
-    def predict(self, X, index=None):
-        """Predictions of the chosen equation(s), NaN where an operator leaves its domain."""
+    def predict(self, X, index=None, category=None):
+        """Predictions of the chosen equation(s), NaN where an operator leaves its domain;
+        a parametric fit needs each row's `category` (labels seen in fit)."""
         self._check_fitted()
         X = check_data(_as_dense(X))
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but PySRRegressor is expecting "
                              f"{self.n_features_in_} features as input.")
-        preds = [row["lambda_format"](X) for row in self._rows(index)]
+        if getattr(self, "categories_", None) is not None:
+            if category is None:
+                raise ValueError("This model is parametric: pass each row's `category`, "
+                                 "`model.predict(X, category=c)`.")
+            preds = [row["lambda_format"](X, category) for row in self._rows(index)]
+        else:
+            if category is not None:
+                raise ValueError("`category` is only used by parametric models "
+                                 "(expression_spec=ParametricExpressionSpec); drop it.")
+            preds = [row["lambda_format"](X) for row in self._rows(index)]
         return preds[0] if self.nout_ == 1 else np.stack(preds, axis=1)
 
     def sympy(self, index=None):
@@ -646,7 +701,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
 
     def latex(self, index=None, precision: int = 3):
         rows = self._rows(index)
-        out = [tree_to_latex(r["tree"], self.operators_, list(self.feature_names_in_), precision)
+        out = [tree_to_latex(r["tree"], self.operators_, self._names(), precision)
                for r in rows]
         return out[0] if self.nout_ == 1 else out
 
@@ -656,24 +711,37 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         self._check_fitted()
         from ._equations import latex_table
 
-        return latex_table(self.equations_list_, self.operators_, list(self.feature_names_in_),
+        return latex_table(self.equations_list_, self.operators_, self._names(),
                            indices, precision, columns)
 
     def jax(self, index=None):
         """PySR's contract: `{"callable": f, "parameters": p}` with `f(X, p)` differentiable."""
-        from ._equations import jax_callable
-
         rows = self._rows(index)
-        out = [jax_callable(r["tree"], self.operators_) for r in rows]
+        out = [self._jax_of(r["tree"], r.get("parameters")) for r in rows]
         return out[0] if self.nout_ == 1 else out
+
+    def _jax_of(self, tree, params=None):
+        """`jax()` of one equation; a parametric one's callable is `f(X, p, category)`
+        with `category` the column index into `categories_`."""
+        from ._equations import jax_callable, parametric_jax_callable
+
+        if getattr(self, "categories_", None) is not None:
+            return parametric_jax_callable(tree, self.operators_, params)
+        return jax_callable(tree, self.operators_)
 
     def equinox(self, index=None):
         """The chosen equation(s) as an `eqx.Module` with trainable constants, callable on
         `X [N, n_features]` (one module stacking every output for multi-output fits)."""
-        from .export import stack_equinox, to_equinox
+        from .export import ParametricEquinoxExpression, stack_equinox, to_equinox
 
-        trees = [r["tree"] for r in self._rows(index)]
-        names = list(self.feature_names_in_)
+        rows = self._rows(index)
+        trees = [r["tree"] for r in rows]
+        names = self._names()
+        if getattr(self, "categories_", None) is not None:
+            mods = [ParametricEquinoxExpression(
+                to_equinox(r["tree"], operators=self.operators_, variable_names=names),
+                jnp.asarray(r["parameters"])) for r in rows]
+            return mods[0] if self.nout_ == 1 else mods
         if self.nout_ == 1:
             return to_equinox(trees[0], operators=self.operators_, variable_names=names)
         return stack_equinox(trees, operators=self.operators_, variable_names=names)
@@ -683,8 +751,11 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         `pytorch()`: a list for multi-output fits). Needs `pip install symjax_sr[torch]`."""
         from .export import to_torch
 
+        if getattr(self, "categories_", None) is not None:
+            raise NotImplementedError("pytorch() of a parametric model is not available; use "
+                                      "jax() or equinox(), which take the category.")
         out = [to_torch(r["tree"], operators=self.operators_,
-                        variable_names=list(self.feature_names_in_),
+                        variable_names=self._names(),
                         extra_torch_mappings=self.extra_torch_mappings)
                for r in self._rows(index)]
         return out[0] if self.nout_ == 1 else out
@@ -714,7 +785,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
                 lines.append(f"  output {j}:")
             cols = t[["complexity", "loss", "score"]].copy()
             # `print_precision` significant digits on screen; the table and files keep every digit
-            names = list(self.feature_names_in_)
+            names = self._names()
             cols["equation"] = [tree_to_string(tree, self.operators_, names, precision=self.print_precision)
                                 for tree in t["tree"]]
             cols.insert(0, "pick", np.where(t["_chosen"], ">>>>", ""))

@@ -35,10 +35,14 @@ __all__ = ["SearchResult", "HofEntry", "run_search", "hall_of_fame_entries", "pa
 
 @dataclasses.dataclass(frozen=True)
 class HofEntry:
+    """One hall-of-fame expression; `params` `[n_params, n_categories]` holds a parametric
+    expression's parameter values (its tree names parameter `j` as feature `F + j`)."""
+
     complexity: int
     loss: float
     tree: Tree
     pareto: bool
+    params: np.ndarray | None = None
 
 
 @dataclasses.dataclass
@@ -59,14 +63,19 @@ class SearchResult:
         return [e for e in self.hall_of_fame if e.pareto]
 
 
-def hall_of_fame_entries(state: SearchState) -> list[HofEntry]:
-    """The hall of fame on the host, simplest first."""
+def hall_of_fame_entries(state: SearchState, opts: SearchOptions | None = None) -> list[HofEntry]:
+    """The hall of fame on the host, simplest first (`opts` of a parametric search
+    unpacks each entry's parameter values)."""
     hof = jax.device_get(state.hof)
     front = np.asarray(pareto_mask(state.hof))
     pop = state.hof.population
     out = []
     for c in np.flatnonzero(np.asarray(hof.exists)):
-        out.append(HofEntry(int(c), float(hof.loss[c]), pop.tree(int(c)), bool(front[c])))
+        params = None
+        if opts is not None and opts.param_slots:
+            params = np.asarray(hof.population.const[c, opts.const_slots:]).reshape(
+                opts.n_params, opts.n_categories)
+        out.append(HofEntry(int(c), float(hof.loss[c]), pop.tree(int(c)), bool(front[c]), params))
     return out
 
 
@@ -225,6 +234,7 @@ def run_search(
     dtype=jnp.float32,
     seeds: Population | None = None,
     units: tuple[np.ndarray, np.ndarray | None] | None = None,
+    category: np.ndarray | None = None,
 ) -> SearchResult:
     """Run the search on `X [N, F]`, `y [N]` (validated here, at the boundary).
 
@@ -234,7 +244,9 @@ def run_search(
     continues a previous search (warm start). `seeds` (PySR's `guesses`, at most
     `population_size` trees) start in every island with their constants fitted.
     `units = (x_dims [F, 7], y_dims [7] or None)` (from `_units.feature_dims` and
-    `_units.parse_unit`) turns on PySR's dimensional analysis.
+    `_units.parse_unit`) turns on PySR's dimensional analysis. With `opts.n_params > 0`
+    (parametric expressions) `category` gives each row's category code `0 ..
+    opts.n_categories - 1`, and `X` has the `n_features - n_params` real features.
     """
     X = check_data(X)
     y = np.asarray(y)
@@ -242,12 +254,31 @@ def run_search(
         raise ValueError(f"`y` must be 1-D with {X.shape[0]} rows to match X, got shape {y.shape}.")
     if not np.all(np.isfinite(y)):
         raise ValueError("`y` contains NaN or inf; drop those rows before fitting.")
-    if X.shape[1] != opts.n_features:
-        raise ValueError(f"X has {X.shape[1]} features but the options were built for {opts.n_features}.")
+    n_vars = opts.n_features - opts.n_params
+    if X.shape[1] != n_vars:
+        raise ValueError(f"X has {X.shape[1]} features but the options were built for {n_vars}.")
+    if opts.n_params:
+        if category is None:
+            raise ValueError("Parametric expressions need `category`, one code per row.")
+        category = np.asarray(category)
+        if category.shape != (X.shape[0],) or category.min() < 0 or category.max() >= opts.n_categories:
+            raise ValueError(f"`category` must hold one code in 0..{opts.n_categories - 1} per row.")
+        if seeds is not None or units is not None:
+            raise ValueError("`seeds` and `units` are not supported with parametric expressions.")
+    elif category is not None:
+        raise ValueError("`category` is only used by parametric expressions (opts.n_params > 0).")
     if seeds is not None and not 1 <= len(seeds) <= opts.population_size:
         raise ValueError(f"{len(seeds)} seeds for islands of {opts.population_size}; give 1 to "
                          "population_size of them.")
     ev = get_evaluator(evaluator, opts.operators)
+    if opts.n_params:
+        from ._parametric import ParametricEvaluator
+
+        ev = ParametricEvaluator(ev.operators, ev, n_vars, opts.n_params, opts.n_categories,
+                                 opts.const_slots)
+        # the parameter rows (placeholders) and the category code travel as rows of X
+        X = np.concatenate([X, np.zeros((X.shape[0], opts.n_params), X.dtype),
+                            category[:, None].astype(X.dtype)], axis=1)
     # Pad rows to a size bucket (weight 0) so that similar fits reuse the compiled
     # iteration. Not with mini-batches (they sample rows) nor with a `loss_function`
     # (it sees every row of the prediction); with a `loss_function_expression` (it sees
@@ -256,8 +287,8 @@ def run_search(
     sees_data = opts.loss_function_expression is not None
     if not opts.batching and opts.loss_function is None and not sees_data:
         X, y, weights = _pad_rows(X, y, weights, padded_rows(X.shape[0]))
-    n_real = X.shape[1]
-    if not sees_data:
+    n_real = opts.n_features
+    if not sees_data and not opts.n_params:
         X, opts = _pad_features(X, opts)
     Xt = jnp.asarray(X.T, dtype)
     w = None if weights is None else jnp.asarray(weights, dtype)
@@ -300,7 +331,7 @@ def run_search(
             wall = time.perf_counter() - start
             entries = None
             if callback is not None or early_stop_condition is not None:
-                entries = hall_of_fame_entries(state)
+                entries = hall_of_fame_entries(state, opts)
             if callback is not None:
                 best = min((e.loss for e in entries), default=math.inf)
                 callback(state, {"iteration": it, "num_evals": num_evals, "wall_s": wall,
@@ -319,7 +350,7 @@ def run_search(
                 stopped = "early_stop_condition"
                 break
     return SearchResult(
-        hall_of_fame=hall_of_fame_entries(state),
+        hall_of_fame=hall_of_fame_entries(state, opts),
         state=state,
         iterations=it,
         num_evals=num_evals,

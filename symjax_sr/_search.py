@@ -36,6 +36,7 @@ from ._mutate import (
     mutate,
     to_nodes,
 )
+from ._operators import CONST, VAR
 from ._options import SearchOptions
 from ._random import random_population, random_tree
 from ._simplify import simplify
@@ -47,6 +48,7 @@ __all__ = ["SearchState", "SearchData", "init_state", "iteration"]
 _WINDOW = 100_000.0  # PySR's adaptive-parsimony window (counts)
 _SIMPLIFY = MUTATIONS.index("simplify")
 _RANDOMIZE = MUTATIONS.index("randomize")
+_MUTATE_CONSTANT = MUTATIONS.index("mutate_constant")
 
 
 class SearchData(NamedTuple):
@@ -114,6 +116,14 @@ def _flat(x):
     return x.reshape((-1,) + x.shape[2:])
 
 
+def _with_tail(const, full, opts: SearchOptions):
+    """`const` (the `const_slots` constants a tree operation returns) followed by the
+    parameter values of `full` (a parent's whole table), for parametric expressions."""
+    if opts.param_slots == 0:
+        return const
+    return jnp.concatenate([const, full[..., opts.const_slots:]], axis=-1)
+
+
 def _losses(opts: SearchOptions) -> dict:
     """The loss options as `population_loss` and `optimize_constants` take them."""
     return dict(elementwise_loss=opts.elementwise_loss or l2_loss, loss_function=opts.loss_function,
@@ -150,7 +160,7 @@ def _complexity_of(pop: Population, opts: SearchOptions):
 
 def baseline_loss(evaluator: Evaluator, data: SearchData, opts: SearchOptions):
     """Loss of the constant 0, PySR's normalisation of the cost (1 if not finite)."""
-    K = opts.const_slots
+    K = opts.const_width
     op = jnp.zeros((1, opts.length), jnp.int32).at[0, -1].set(2)
     zero = Population(op, jnp.zeros_like(op), jnp.zeros((1, K), data.Xt.dtype))
     loss = _data_loss(evaluator, zero, data, opts)[0]
@@ -181,6 +191,9 @@ def init_state(key, evaluator: Evaluator, data: SearchData, opts: SearchOptions,
             maxdepth=opts.maxdepth, dtype=data.Xt.dtype,
         )
     )(keys)
+    if opts.param_slots:  # parameter values start as randn, as in SymbolicRegression.jl
+        tail = jax.random.normal(jax.random.fold_in(k_pop, 1), (I, P, opts.param_slots), data.Xt.dtype)
+        pops = Population(pops.op, pops.arg, jnp.concatenate([pops.const, tail], axis=-1))
     guesses = None
     if seeds is not None:
         k_seed, key = jax.random.split(key)
@@ -193,7 +206,7 @@ def init_state(key, evaluator: Evaluator, data: SearchData, opts: SearchOptions,
     loss = _evaluate_flat(evaluator, pops, data, opts)
     cplx = jax.vmap(lambda p: _complexity_of(p, opts))(pops)
     loss = jnp.where(cplx <= curmaxsize, loss, jnp.inf)
-    hof = hof_init(opts.maxsize, L, K, data.Xt.dtype)
+    hof = hof_init(opts.maxsize, L, opts.const_width, data.Xt.dtype)
     hof = hof_update(hof, jax.tree.map(_flat, pops), loss.reshape(-1), cplx.reshape(-1),
                      jnp.ones((I * P,), bool))
     return SearchState(
@@ -225,12 +238,31 @@ def _tournament(key, cost, cplx, freq_norm, opts: SearchOptions):
     return members[order[jax.random.categorical(k2, logw)]]
 
 
+def _used_params(t: Nodes, opts: SearchOptions):
+    """`[n_params]` which parameters a parametric tree uses (variables `F ..`)."""
+    F = opts.n_features - opts.n_params
+    real = jnp.arange(t.op.shape[0]) < t.n
+    j = jnp.where(real & (t.op == VAR) & (t.arg >= F), t.arg - F, opts.n_params)
+    return jnp.zeros((opts.n_params,), bool).at[j].set(True, mode="drop")
+
+
+def _n_param_values(t: Nodes, opts: SearchOptions):
+    """How many parameter values a tree's `mutate_constant` may pick from."""
+    return _used_params(t, opts).sum() * opts.n_categories
+
+
 def _choose_mutation(key, t: Nodes, ctx: Context, opts: SearchOptions, curmaxsize, cplx):
     w = jnp.asarray(opts.mutation_weights.as_tuple(), jnp.float32)
-    w = w.at[0].multiply(constant_weight_scale(t))
+    app = applicable(t, ctx, curmaxsize, cplx >= curmaxsize)
+    if opts.param_slots:  # a parameter value is a constant to `mutate_constant`, as in SR.jl
+        n = (t.op == CONST).sum() + _n_param_values(t, opts)
+        w = w.at[0].multiply(jnp.minimum(8, n) / 8.0)
+        app = app.at[0].set(n > 0)
+    else:
+        w = w.at[0].multiply(constant_weight_scale(t))
     if not opts.should_simplify:
         w = w.at[_SIMPLIFY].set(0.0)
-    w = jnp.where(applicable(t, ctx, curmaxsize, cplx >= curmaxsize), w, 0.0)
+    w = jnp.where(app, w, 0.0)
     w = jnp.where(w.sum() > 0, w, jnp.zeros_like(w).at[MUTATIONS.index("do_nothing")].set(1.0))
     return jax.random.categorical(key, jnp.log(w))
 
@@ -263,15 +295,41 @@ def _event(key, pop_i: Population, cost_i, cplx_i, freq_norm, temperature, curma
 
     def attempt_mutation(k):
         child, fits = mutate(k, kind, ta, ctx, temperature, curmaxsize)
-        return _finish(child, opts, curmaxsize, fits)
+        op, arg, const, ok = _finish(child, opts, curmaxsize, fits)
+        return op, arg, _with_tail(const, pop_i.const[a], opts), ok
 
     if opts.mutation_attempts == 1:
         m_op, m_arg, m_const, m_ok = attempt_mutation(k_mut)
     else:
         keys = jax.random.split(k_mut, opts.mutation_attempts)
         m_op, m_arg, m_const, m_ok = _first_valid(*jax.vmap(attempt_mutation)(keys))
+    if opts.param_slots:
+        m_op, m_arg, m_const, m_ok = _mutate_parameter(
+            jax.random.fold_in(k_mut, 1), kind, ta, pop_i.op[a], pop_i.arg[a], pop_i.const[a],
+            (m_op, m_arg, m_const, m_ok), temperature, opts)
     is_cx = jax.random.bernoulli(k_is, opts.crossover_probability)
     return (m_op, m_arg, m_const), m_ok, is_cx, a, b, kind
+
+
+def _mutate_parameter(key, kind, t: Nodes, op, arg, const, child, temperature, opts: SearchOptions):
+    """`mutate_constant` of a parametric tree: with the share of parameter values among
+    its constants, it scales one used parameter value (PySR's factor and sign) instead
+    of a constant; the tree stays the parent's."""
+    k_pick, k_which, k_u, k_up, k_neg = jax.random.split(key, 5)
+    C, K = opts.n_categories, opts.const_slots
+    n_const = (t.op == CONST).sum()
+    n_par = _n_param_values(t, opts)
+    use = (kind == _MUTATE_CONSTANT) & (jax.random.uniform(k_pick) * (n_const + n_par) >= n_const)
+    free = jnp.repeat(_used_params(t, opts), C)
+    slot = jax.random.categorical(k_which, jnp.where(free, 0.0, -jnp.inf))
+    max_change = opts.perturbation_factor * temperature + 1.1
+    factor = max_change ** jax.random.uniform(k_u, dtype=const.dtype)
+    factor = jnp.where(jax.random.bernoulli(k_up), factor, 1.0 / factor)
+    sign = jnp.where(jax.random.bernoulli(k_neg, opts.probability_negate_constant), -1.0, 1.0)
+    scaled = const.at[K + slot].multiply((factor * sign).astype(const.dtype))
+    c_op, c_arg, c_const, c_ok = child
+    return (jnp.where(use, op, c_op), jnp.where(use, arg, c_arg),
+            jnp.where(use, scaled, c_const), jnp.where(use, True, c_ok))
 
 
 def rare_capacity(opts: SearchOptions, probability: float) -> int:
@@ -337,12 +395,13 @@ def _crossovers(key, pop: Population, is_cx, a, b, curmaxsize, opts, n_features)
     ta = jax.vmap(to_nodes)(pop.op[isl, pa], pop.arg[isl, pa], pop.const[isl, pa])
     tb = jax.vmap(to_nodes)(pop.op[isl, pb], pop.arg[isl, pb], pop.const[isl, pb])
 
-    def one(k, ta, tb):
+    def one(k, ta, tb, fa, fb):
         def attempt(kk):
             c1, c2, fits = crossover(kk, ta, tb, ctx)
             o1, a1, k1_, ok1 = _finish(c1, opts, curmaxsize, fits)
             o2, a2, k2_, ok2 = _finish(c2, opts, curmaxsize, fits)
-            return o1, a1, k1_, o2, a2, k2_, ok1 & ok2
+            return (o1, a1, _with_tail(k1_, fa, opts), o2, a2, _with_tail(k2_, fb, opts),
+                    ok1 & ok2)
 
         if opts.mutation_attempts == 1:
             return attempt(k)
@@ -350,7 +409,8 @@ def _crossovers(key, pop: Population, is_cx, a, b, curmaxsize, opts, n_features)
         i = jnp.argmax(cx[6])
         return tuple(x[i] for x in cx[:6]) + (cx[6].any(),)
 
-    o1, a1, c1, o2, a2, c2, ok = jax.vmap(one)(jax.random.split(key, C), ta, tb)
+    o1, a1, c1, o2, a2, c2, ok = jax.vmap(one)(jax.random.split(key, C), ta, tb,
+                                               pop.const[isl, pa], pop.const[isl, pb])
 
     def back(x, fill=0):
         return _scatter_back(x, order, chosen, (I, E), fill)
@@ -379,6 +439,7 @@ def _cycle(carry, temperature, *, evaluator, data, opts, curmaxsize):
     )
     is_rand = kind == _RANDOMIZE
     r_child, r_ok = _randomized(k_rand, is_rand, curmaxsize, opts, state.pop.const.dtype, nf)
+    r_child = r_child[:2] + (_with_tail(r_child[2], mut[2], opts),)  # the parent's parameters
     mut = tuple(jnp.where(is_rand[..., None], r, m) for r, m in zip(r_child, mut))
     m_ok = jnp.where(is_rand, r_ok, m_ok)
     x1, x2, x_ok = _crossovers(k_cx, state.pop, is_cx, parent, other, curmaxsize, opts, nf)
@@ -529,7 +590,7 @@ def iteration(
         nodes = jax.vmap(jax.vmap(to_nodes))(pop.op, pop.arg, pop.const)
         nodes = jax.vmap(jax.vmap(lambda t: simplify(t, opts.operators)))(nodes)
         op, arg, const, _ = jax.vmap(jax.vmap(lambda t: from_nodes(t, opts.const_slots)))(nodes)
-        pop = Population(op, arg, const)
+        pop = Population(op, arg, _with_tail(const, pop.const, opts))
     loss = _data_loss(evaluator, pop, data, opts)  # the optimiser compares data losses
     n_evals = n_evals + I * P
     cplx = jax.vmap(lambda p: _complexity_of(p, opts))(pop)
@@ -537,7 +598,7 @@ def iteration(
     copts = opts.constants
     if copts.enabled and copts.probability > 0:
         flat = jax.tree.map(_flat, pop)
-        mask = select_members(flat, copts, key=k_mask)
+        mask = select_members(flat, copts, key=k_mask, evaluator=evaluator)
         # a fixed-size batch: 2x the expected number of selected members
         capacity = max(1, min(I * P, int(2 * copts.probability * I * P) + 4))
         res = optimize_constants(

@@ -2,6 +2,7 @@
 
 from ._check import check_exportable as check_exportable
 from ._equinox import EquinoxExpression as EquinoxExpression
+from ._equinox import ParametricEquinoxExpression as ParametricEquinoxExpression
 from ._equinox import stack_equinox as stack_equinox
 from ._equinox import to_equinox as to_equinox
 from ._finetune import quantise_to as quantise_to

@@ -171,3 +171,25 @@ def stack_equinox(exprs_or_trees: Sequence, *, operators: OperatorSet | None = N
     if isinstance(exprs_or_trees, (str, sympy.Basic)) or not isinstance(exprs_or_trees, Sequence):
         raise TypeError("`stack_equinox` takes a list of formulas; use `to_equinox` for one.")
     return EquinoxExpression(make_template(list(exprs_or_trees), operators, variable_names), dtype)
+
+
+class ParametricEquinoxExpression(eqx.Module):
+    """A parametric formula as an equinox module: `module(X [N, F], category [N])`.
+
+    - `expression`: the formula as an `EquinoxExpression` of the features and then the
+      parameters (`p1 .. pn` after the `F` features), its constants trainable.
+    - `parameters`: `[n_params, n_categories]`, trainable; `category` holds each row's
+      column index into it (the position of its label in the regressor's `categories_`).
+    """
+
+    expression: EquinoxExpression
+    parameters: Float[Array, "params categories"]
+
+    def __call__(self, X, category):
+        X = jnp.asarray(X)
+        values = jnp.asarray(self.parameters, X.dtype)[:, jnp.asarray(category)]
+        return self.expression(jnp.concatenate([X, values.T], axis=-1))
+
+    def sympy(self):
+        """The SymPy expression with the current constants, in the parameter symbols."""
+        return self.expression.sympy()
