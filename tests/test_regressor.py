@@ -248,7 +248,7 @@ def test_data_errors():
     with pytest.raises(ValueError, match="y to be passed"):
         m.fit(X, None)
 
-    with pytest.raises(ValueError, match="not supported yet"):
+    with pytest.raises(ValueError, match="only used with `expression_spec=ParametricExpressionSpec"):
         m.fit(X, y, category=np.zeros(len(X), int))
     with pytest.raises(ValueError, match="Unknown unit"):
         m.fit(X, y, X_units=["m", "parsec_typo"])
