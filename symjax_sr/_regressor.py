@@ -609,6 +609,10 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         import os
 
         self._check_fitted()
+        if getattr(self, "categories_", None) is not None:
+            raise ValueError("hall_of_fame.csv holds no parameter values, so a parametric model "
+                             "cannot be refreshed from it; load checkpoint.pkl with "
+                             "`PySRRegressor.from_file(run_directory)`.")
         base = run_directory or os.path.join(self.output_directory_, self.run_id_)
         dirs = [base] if self.nout_ == 1 else [os.path.join(base, f"output{j + 1}")
                                                 for j in range(self.nout_)]

@@ -1,8 +1,21 @@
+import atexit
 import os
+import shutil
+import tempfile
 
 import jax
 import pytest
 from hypothesis import HealthCheck, settings
+
+# One on-disk compilation cache for the whole test session: `_free_compiled_programs`
+# below frees every program after each module, and a later module that builds the same
+# search program (same options and shapes) then loads it instead of compiling it again.
+# A fresh directory per session, so no run depends on an earlier one;
+# SYMJAX_SR_TEST_CACHE=0 turns it off.
+if os.environ.get("SYMJAX_SR_TEST_CACHE", "1") != "0":
+    _cache_dir = tempfile.mkdtemp(prefix="symjax_sr_test_xla_")
+    atexit.register(shutil.rmtree, _cache_dir, ignore_errors=True)
+    jax.config.update("jax_compilation_cache_dir", _cache_dir)
 
 settings.register_profile(
     "ci",

@@ -4,6 +4,8 @@ against per-category least squares, and a fit that recovers per-category paramet
 
 from __future__ import annotations
 
+import pickle
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -182,6 +184,14 @@ def test_exports_take_the_category(fitted):
     np.testing.assert_allclose(np.asarray(mod(jnp.asarray(X), codes)), pred, rtol=1e-4, atol=1e-4)
     with pytest.raises(NotImplementedError, match="jax\\(\\) or equinox\\(\\)"):
         fitted.pytorch()
+
+
+def test_checkpoint_round_trip(fitted, tmp_path):
+    X, _, cat = _data(30, seed=3)
+    clone = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(clone.predict(X, category=cat), fitted.predict(X, category=cat))
+    with pytest.raises(ValueError, match="holds no parameter values"):
+        clone.refresh()
 
 
 def test_parametric_option_errors():
