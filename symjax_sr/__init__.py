@@ -3,6 +3,7 @@
 import importlib.metadata
 
 from . import _kernels as _kernels  # registers the fast evaluators
+from ._complexity import ExpressionView as ExpressionView
 from ._constants import ConstantOptions as ConstantOptions
 from ._constants import ConstantResult as ConstantResult
 from ._constants import ConstantStatus as ConstantStatus
@@ -33,9 +34,9 @@ from ._operators import OperatorSet as OperatorSet
 from ._operators import get_operator as get_operator
 from ._operators import make_operator_set as make_operator_set
 from ._options import MutationWeights as MutationWeights
+from ._options import SearchOptions as SearchOptions
 from ._parametric import ExpressionSpec as ExpressionSpec
 from ._parametric import ParametricExpressionSpec as ParametricExpressionSpec
-from ._options import SearchOptions as SearchOptions
 from ._random import random_population as random_population
 from ._random import random_tree as random_tree
 from ._regressor import PySRRegressor as PySRRegressor

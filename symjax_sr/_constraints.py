@@ -40,7 +40,14 @@ def node_complexity(t: Nodes, opts: SearchOptions) -> Float[Array, " L"]:
 
 
 def tree_complexity(t: Nodes, opts: SearchOptions) -> Float[Array, ""]:
-    """PySR's complexity (rounded to an integer, as its hall of fame indexes it)."""
+    """PySR's complexity (rounded to an integer, as its hall of fame indexes it), or the
+    `complexity_mapping`'s."""
+    if opts.complexity_mapping is not None:
+        from ._complexity import mapped_complexity
+
+        shift = t.op.shape[0] - t.n
+        op, arg = jnp.roll(t.op, shift), jnp.roll(t.arg, shift)
+        return mapped_complexity(opts.complexity_mapping, op[None], arg[None], opts.operators)[0]
     return jnp.round(node_complexity(t, opts).sum())
 
 

@@ -62,6 +62,7 @@ class SearchOptions:
     `dimensionless_constants_only` apply when the data carries units (`SearchData.x_dims`).
     `n_params > 0` makes the expressions parametric (`_parametric.py`): the last
     `n_params` of the `n_features` variables are parameters with `n_categories` values.
+    `complexity_mapping` (`_complexity.py`) replaces the per-node complexity sums.
     """
 
     operators: OperatorSet
@@ -108,6 +109,7 @@ class SearchOptions:
     dimensionless_constants_only: bool = False
     n_params: int = 0
     n_categories: int = 0
+    complexity_mapping: Callable | None = None
 
     def __post_init__(self):
         _check(self.n_features >= 1, f"Need at least one feature, got {self.n_features}.")

@@ -140,12 +140,6 @@ JULIA_ONLY: dict[str, str] = {
     "extra_jax_mappings": "custom operators are JAX callables already",
 }
 
-#: Parameters of later milestones: accepted at their defaults, refused otherwise.
-NOT_YET: tuple[str, ...] = (
-    "complexity_mapping",
-)
-
-
 def check_unknown_kwargs(kwargs: Mapping[str, Any]) -> None:
     """Unknown keyword arguments raise `TypeError` with a "Did you mean"."""
     for name in kwargs:
@@ -235,11 +229,6 @@ def build_search_options(
     if n_params and n_categories < 1:
         raise ValueError("`ParametricExpressionSpec` needs `category` in fit: one integer label "
                          "per row, e.g. `model.fit(X, y, category=c)`.")
-    for name in NOT_YET:
-        if params[name] not in (None, False):
-            raise ValueError(
-                f"`{name}` is not supported yet; leave it at its default ({PYSR_DEFAULTS[name]!r})."
-            )
     if params["model_selection"] not in MODEL_SELECTIONS:
         raise ValueError(
             f"`model_selection` must be one of {MODEL_SELECTIONS}, got {params['model_selection']!r}."
@@ -284,6 +273,17 @@ def build_search_options(
     if maxsize < 3:
         raise ValueError(f"`maxsize` must be >= 3, got {maxsize}.")
     cov = complexity_of_variables if complexity_of_variables is not None else params["complexity_of_variables"]
+    mapping = params["complexity_mapping"]
+    if mapping is not None:
+        from ._complexity import check_complexity_mapping
+
+        for other, value in (("complexity_of_operators", params["complexity_of_operators"]),
+                             ("complexity_of_constants", params["complexity_of_constants"]),
+                             ("complexity_of_variables", cov)):
+            if value is not None:
+                raise ValueError(f"`complexity_mapping` and `{other}` are both set; drop `{other}` "
+                                 "(the mapping computes the whole complexity).")
+        check_complexity_mapping(mapping, ops, maxsize)
     if n_params and cov is not None and np.ndim(cov) == 1:
         cov = list(cov) + [1.0] * n_params  # a parameter costs what a variable does by default
     complexities = None
@@ -355,5 +355,6 @@ def build_search_options(
         dimensionless_constants_only=bool(params["dimensionless_constants_only"]),
         n_params=n_params,
         n_categories=n_categories if n_params else 0,
+        complexity_mapping=mapping,
     )
     return opts, dtype

@@ -426,7 +426,13 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         except (ValueError, TypeError, KeyError) as e:
             raise ValueError(f"guess {guess!r} cannot be read over the operators and the features "
                              f"the search sees ({', '.join(names)}): {e}") from None
-        size = round(Complexities(*opts.complexities).of_tree(tree)) if opts.complexities else tree.size
+        if opts.complexity_mapping is not None:
+            from ._complexity import mapped_complexity
+
+            pop = stack_trees([tree], max(opts.length, tree.size), max(1, len(tree.constants)))
+            size = float(mapped_complexity(opts.complexity_mapping, pop.op, pop.arg, opts.operators)[0])
+        else:
+            size = round(Complexities(*opts.complexities).of_tree(tree)) if opts.complexities else tree.size
         if size > opts.maxsize or tree.size > opts.length or len(tree.constants) > opts.const_slots:
             raise ValueError(f"guess {guess!r} has complexity {size:g}, more than `maxsize` "
                              f"({opts.maxsize}); raise maxsize or simplify the guess.")

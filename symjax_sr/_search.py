@@ -155,6 +155,10 @@ def _evaluate_flat(evaluator: Evaluator, pop: Population, data: SearchData, opts
 
 def _complexity_of(pop: Population, opts: SearchOptions):
     """Complexity of every expression (any leading shape), from the padded rows directly."""
+    if opts.complexity_mapping is not None:
+        from ._complexity import mapped_complexity
+
+        return mapped_complexity(opts.complexity_mapping, pop.op, pop.arg, opts.operators)
     return jnp.round(node_costs(pop.op, pop.arg, opts).sum(axis=-1))
 
 

@@ -4,8 +4,10 @@ This is what PySR's `simplify_tree!` + `combine_operators` do between cycles, wr
 on fixed-shape postfix arrays: operator subtrees without variables collapse into a
 single constant holding their value, and `(Y op c1) op c2` (any argument order,
 `op` one of `+`, `*`) becomes `Y op (c1 op c2)`. Beyond PySR, inverse unary pairs that
-are the identity on every real input (`log(exp(Y))`, `-(-Y)`) are cancelled. All of
-these only ever shrink a tree.
+are the identity on every real input (`log(exp(Y))`, `-(-Y)`) are cancelled, and
+`(Y ^ a) ^ b` with constant `a, b` becomes `Y ^ (a·b)` wherever that is the same
+function on every input where the original is finite. All of these only ever shrink a
+tree.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from ._mutate import Nodes, assemble
 from ._operators import CONST, PAD, VAR, OperatorSet
 from ._tree import structure
 
-__all__ = ["simplify", "fold_constants", "combine_operators", "cancel_inverses"]
+__all__ = ["simplify", "fold_constants", "combine_operators", "cancel_inverses", "fold_powers"]
 
 # (outer, inner) unary pairs with outer(inner(y)) == y for every real y. Not exp(log(y))
 # (y > 0 only), not sqrt(square(y)) (= |y|), not square(sqrt(y)) (y >= 0 only).
@@ -132,10 +134,44 @@ def cancel_inverses(t: Nodes, operators: OperatorSet) -> Nodes:
     return _compact(t, real & ~drop, t.op, t.arg, t.val)
 
 
+def _even_integer(x):
+    return x == 2.0 * jnp.round(x / 2.0)
+
+
+def fold_powers(t: Nodes, operators: OperatorSet) -> Nodes:
+    """Rewrite the first `(Y ^ a) ^ b` (constant `a`, `b`) into `Y ^ (a·b)`, if any.
+
+    IEEE `pow` makes the two equal wherever `(Y ^ a) ^ b` is finite, except for an even
+    integer `a` with `a·b` not an even integer (`(Y ^ 2) ^ 0.5 = |Y|`, not `Y ^ 1`):
+    those are left alone. Postfix `Y a ^ b ^` becomes `Y (a·b) ^`: the inner `^` and
+    `b` are dropped, and `a`'s slot takes the product.
+    """
+    if "^" not in operators:
+        return t
+    pw = operators.opcode("^")
+    L = t.op.shape[0]
+    pos = jnp.arange(L)
+    real = pos < t.n
+
+    def at(k):
+        return jnp.maximum(pos - k, 0)
+
+    a, b = t.val[at(3)], t.val[at(1)]
+    shape = ((t.op == pw) & (t.op[at(1)] == CONST) & (t.op[at(2)] == pw) & (t.op[at(3)] == CONST)
+             & (pos >= 3) & real)
+    exact = ~_even_integer(a) | _even_integer(a * b)
+    match = shape & exact
+    i = jnp.argmax(match)
+    found = match.any()
+    drop = found & ((pos == i - 1) | (pos == i - 2))
+    val = jnp.where(found & (pos == i - 3), a[i] * b[i], t.val)
+    return _compact(t, real & ~drop, t.op, t.arg, val)
+
+
 def simplify(t: Nodes, operators: OperatorSet, passes: int = 2) -> Nodes:
-    """Constant folding, then `passes` rounds of cancelling inverse pairs and combining
-    constants."""
+    """Constant folding, then `passes` rounds of cancelling inverse pairs, folding powers
+    of powers and combining constants."""
     t = fold_constants(t, operators)
     for _ in range(passes):
-        t = combine_operators(cancel_inverses(t, operators), operators)
+        t = combine_operators(fold_powers(cancel_inverses(t, operators), operators), operators)
     return t

@@ -19,13 +19,26 @@ from _strategies import trees
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from symjax_sr import Complexities, Tree, make_operator_set, parse_expression, stack_trees, tree_to_string
+from symjax_sr import (
+    Complexities,
+    Tree,
+    make_operator_set,
+    parse_expression,
+    stack_trees,
+    tree_to_string,
+)
 from symjax_sr._constraints import satisfies, tree_complexity
 from symjax_sr._mutate import MUTATIONS, Context, Nodes, crossover, from_nodes, mutate, to_nodes
 from symjax_sr._numpy_eval import evaluate_tree_numpy
 from symjax_sr._operators import CONST, VAR
 from symjax_sr._options import SearchOptions
-from symjax_sr._simplify import cancel_inverses, combine_operators, fold_constants, simplify
+from symjax_sr._simplify import (
+    cancel_inverses,
+    combine_operators,
+    fold_constants,
+    fold_powers,
+    simplify,
+)
 
 OPS = make_operator_set(["+", "-", "*", "/"], ["sin", "cos", "exp"])
 F = 3
@@ -522,3 +535,43 @@ def test_fold_and_combine_leave_variable_trees_alone():
     tree = parse_expression("sin(x0) * (x1 + x2)", OPS, dtype=np.float32)
     assert _s(to_host(_fold(to_dev(tree)))) == _s(tree)
     assert _s(to_host(_combine(to_dev(tree)))) == _s(tree)
+
+
+POW_OPS = make_operator_set(["+", "*", "^"], ["sin"])
+_fold_pow = jax.jit(lambda t: fold_powers(t, POW_OPS))
+
+
+def test_fold_powers_rewrites_only_where_exact():
+    cases = {
+        "(x0 ^ -1.5) ^ 2.0": "(x0 ^ -3.0)",
+        "((x0 + x1) ^ 1.5) ^ 2.0": "((x0 + x1) ^ 3.0)",
+        "(x0 ^ 3.0) ^ 2.0": "(x0 ^ 6.0)",
+        "(x0 ^ 2.0) ^ 2.0": "(x0 ^ 4.0)",
+        "(x0 ^ 2.0) ^ 0.5": "((x0 ^ 2.0) ^ 0.5)",  # |x0|, not x0
+        "(x0 ^ 2.0) ^ 1.5": "((x0 ^ 2.0) ^ 1.5)",  # |x0|^3, not x0^3
+        "(x0 ^ x1) ^ 2.0": "((x0 ^ x1) ^ 2.0)",  # a computed exponent
+        "sin(x0 ^ 2.0) ^ 3.0": "(sin((x0 ^ 2.0)) ^ 3.0)",
+    }
+    for src, want in cases.items():
+        out = to_host(_fold_pow(to_dev(parse_expression(src, POW_OPS, dtype=np.float32))))
+        assert tree_to_string(out, POW_OPS) == want, src
+
+
+exponents = st.sampled_from([-3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.3, 2.0, 3.0, 4.0])
+
+
+@given(base=trees(POW_OPS, n_features=F, max_leaves=3), a=exponents, b=exponents)
+def test_fold_powers_preserves_value_where_finite(base, a, b):
+    tree = Tree(np.append(base.op, [CONST, POW_OPS.opcode("^"), CONST, POW_OPS.opcode("^")]),
+                np.append(base.arg, [0, 0, 0, 0]),
+                np.append(base.value, [a, 0.0, b, 0.0]).astype(np.float32))
+    assume(tree.size <= L)
+    out = to_host(_fold_pow(to_dev(tree)))
+    out.validate(POW_OPS, F)
+    assert out.size <= tree.size
+    X = np.random.default_rng(0).uniform(-2, 2, (64, F))
+    with np.errstate(all="ignore"):
+        old, old_ok, _ = evaluate_tree_numpy(tree, X, POW_OPS)
+        new, new_ok, _ = evaluate_tree_numpy(out, X, POW_OPS)
+    assert new_ok[old_ok].all(), (tree_to_string(tree, POW_OPS), tree_to_string(out, POW_OPS))
+    np.testing.assert_allclose(new[old_ok], old[old_ok], rtol=1e-3, atol=1e-5)
