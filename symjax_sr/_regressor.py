@@ -316,9 +316,13 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
                              "fit (`select_k_features` chose others); refit with warm_start=False.")
         self.selection_mask_ = mask if self.select_k_features is not None else None
         self.X_units_, self.y_units_ = X_units, y_units
-        self.categories_ = classes
         X, Y = Xs, Ys
         if warm:
+            before = getattr(self, "categories_", None)
+            if (before is None) != (classes is None) or (
+                    classes is not None and not np.array_equal(before, classes)):
+                raise ValueError("`warm_start=True` needs the same category labels as the previous "
+                                 "fit (the parameters are per label); refit with warm_start=False.")
             if getattr(self, "search_options_", None) != opts:
                 raise ValueError(
                     "`warm_start=True` needs the same search options as the previous fit "
@@ -327,6 +331,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
             states = self.search_states_
         else:
             states = [None] * self.nout_
+        self.categories_ = classes
         self.search_options_ = opts
         seeds = self._guesses(opts, dtype)
         self._checkpoint_warned = False
@@ -471,7 +476,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
 
     def _param_names(self) -> list[str]:
         opts = getattr(self, "search_options_", None)
-        return [] if opts is None else parameter_names(opts.n_params)
+        return [] if opts is None else parameter_names(getattr(opts, "n_params", 0))
 
     def _category(self, category, n_rows, names, **exclusive):
         """Category codes and labels for a parametric fit (None, None otherwise), with the

@@ -192,6 +192,10 @@ def test_checkpoint_round_trip(fitted, tmp_path):
     np.testing.assert_array_equal(clone.predict(X, category=cat), fitted.predict(X, category=cat))
     with pytest.raises(ValueError, match="holds no parameter values"):
         clone.refresh()
+    clone.set_params(warm_start=True)
+    X, y, cat = _data()
+    with pytest.raises(ValueError, match="same category labels"):
+        clone.fit(X, y, category=np.where(cat == 30, 40, cat))
 
 
 def test_parametric_option_errors():
