@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, settings
 # One on-disk compilation cache for the whole test session: `_free_compiled_programs`
 # below frees every program after each module, and a later module that builds the same
 # search program (same options and shapes) then loads it instead of compiling it again.
-# A fresh directory per session, so no run depends on an earlier one;
+# A fresh directory per test process (each xdist worker has its own), so no run depends
+# on an earlier one;
 # SYMJAX_SR_TEST_CACHE=0 turns it off.
 if os.environ.get("SYMJAX_SR_TEST_CACHE", "1") != "0":
     _cache_dir = tempfile.mkdtemp(prefix="symjax_sr_test_xla_")
