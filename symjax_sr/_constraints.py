@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
+from ._complexity import mapped_complexity
 from ._mutate import Nodes
 from ._operators import CONST, PAD, VAR
 from ._options import SearchOptions
@@ -43,8 +44,6 @@ def tree_complexity(t: Nodes, opts: SearchOptions) -> Float[Array, ""]:
     """PySR's complexity (rounded to an integer, as its hall of fame indexes it), or the
     `complexity_mapping`'s."""
     if opts.complexity_mapping is not None:
-        from ._complexity import mapped_complexity
-
         shift = t.op.shape[0] - t.n
         op, arg = jnp.roll(t.op, shift), jnp.roll(t.arg, shift)
         return mapped_complexity(opts.complexity_mapping, op[None], arg[None], opts.operators)[0]

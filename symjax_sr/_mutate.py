@@ -187,14 +187,21 @@ def _new_nodes(r: Draws, ctx: Context, dtype, leaves: int = 2) -> tuple[Nodes, A
 # ------------------------------------------------------------------------------ mutations
 
 
+def constant_scale(u, up, negate, perturbation_factor, temperature):
+    """PySR's `mutate_constant` factor: `(pf·T + 1.1)^u`, inverted unless `up`, negated if
+    `negate` (PySR's docstring: with probability `probability_negate_constant`)."""
+    max_change = perturbation_factor * temperature + 1.1
+    factor = max_change ** u
+    factor = jnp.where(up, factor, 1.0 / factor)
+    return factor * jnp.where(negate, -1.0, 1.0)
+
+
 def mutate_constant(r: Draws, t: Nodes, ctx: Context, temperature):
     i, any_const = r.choose(0, t.op == CONST)
-    max_change = ctx.perturbation_factor * temperature + 1.1
-    factor = max_change ** r.u[0].astype(t.val.dtype)
-    factor = jnp.where(r.bern(1), factor, 1.0 / factor)
-    # PySR's docstring: negate with probability `probability_negate_constant`.
-    sign = jnp.where(r.bern(2, ctx.probability_negate_constant), -1.0, 1.0)
-    val = t.val.at[i].multiply(factor * sign)
+    scale = constant_scale(r.u[0].astype(t.val.dtype), r.bern(1),
+                           r.bern(2, ctx.probability_negate_constant), ctx.perturbation_factor,
+                           temperature)
+    val = t.val.at[i].multiply(scale)
     return t._replace(val=val), any_const
 
 

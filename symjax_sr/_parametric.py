@@ -29,7 +29,7 @@ from ._operators import CONST, VAR
 from ._tree import Population
 
 __all__ = ["ExpressionSpec", "ParametricExpressionSpec", "ParametricEvaluator",
-           "encode_category", "parameter_names", "check_expression_spec"]
+           "encode_category", "parameter_names", "check_expression_spec", "used_parameters"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +97,13 @@ def encode_category(category, n_rows: int, classes=None) -> tuple[np.ndarray, np
     return np.searchsorted(classes, arr).astype(np.int32), np.asarray(classes)
 
 
+def used_parameters(op, arg, n_features: int, n_params: int):
+    """`[..., n_params]`: which parameters each tree of `op`/`arg` `[..., L]` reads
+    (variables `n_features ..`; padding and anything after a tree's end must be opcode 0)."""
+    j = jnp.where((op == VAR) & (arg >= n_features), arg - n_features, n_params)
+    return (j[..., :, None] == jnp.arange(n_params)).any(axis=-2)
+
+
 class ParametricEvaluator(Evaluator):
     """Evaluates parametric expressions with any evaluator `base` (see the module docstring).
 
@@ -139,7 +146,5 @@ class ParametricEvaluator(Evaluator):
         F, K, C = self.n_features, self.const_slots, self.n_categories
         count = (pop.op == CONST).sum(axis=-1)
         regular = jnp.arange(K)[None, :] < count[:, None]
-        used = jax.vmap(lambda o, a: jnp.zeros((self.n_params,), bool).at[
-            jnp.where((o == VAR) & (a >= F), a - F, self.n_params)].set(True, mode="drop"))(
-            pop.op, pop.arg)
+        used = used_parameters(pop.op, pop.arg, F, self.n_params)
         return jnp.concatenate([regular, jnp.repeat(used, C, axis=1)], axis=1)

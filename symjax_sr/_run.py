@@ -26,6 +26,7 @@ from ._evaluate import check_data, get_evaluator
 from ._hall_of_fame import pareto_mask
 from ._memory import available_bytes, check_memory, program_bytes
 from ._options import SearchOptions
+from ._parametric import ParametricEvaluator
 from ._search import SearchData, SearchState, baseline_loss, init_state, iteration
 from ._tree import Population, Tree
 
@@ -272,8 +273,6 @@ def run_search(
                          "population_size of them.")
     ev = get_evaluator(evaluator, opts.operators)
     if opts.n_params:
-        from ._parametric import ParametricEvaluator
-
         ev = ParametricEvaluator(ev.operators, ev, n_vars, opts.n_params, opts.n_categories,
                                  opts.const_slots)
         # the parameter rows (placeholders) and the category code travel as rows of X

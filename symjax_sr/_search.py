@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from ._complexity import mapped_complexity
 from ._constants import optimize_constants, population_loss, select_members
 from ._constraints import node_costs, satisfies
 from ._evaluate import Evaluator, l2_loss
@@ -30,14 +31,16 @@ from ._mutate import (
     Context,
     Nodes,
     applicable,
+    constant_scale,
     constant_weight_scale,
     crossover,
     from_nodes,
     mutate,
     to_nodes,
 )
-from ._operators import CONST, VAR
+from ._operators import CONST
 from ._options import SearchOptions
+from ._parametric import used_parameters
 from ._random import random_population, random_tree
 from ._simplify import simplify
 from ._tree import Population
@@ -156,8 +159,6 @@ def _evaluate_flat(evaluator: Evaluator, pop: Population, data: SearchData, opts
 def _complexity_of(pop: Population, opts: SearchOptions):
     """Complexity of every expression (any leading shape), from the padded rows directly."""
     if opts.complexity_mapping is not None:
-        from ._complexity import mapped_complexity
-
         return mapped_complexity(opts.complexity_mapping, pop.op, pop.arg, opts.operators)
     return jnp.round(node_costs(pop.op, pop.arg, opts).sum(axis=-1))
 
@@ -243,11 +244,8 @@ def _tournament(key, cost, cplx, freq_norm, opts: SearchOptions):
 
 
 def _used_params(t: Nodes, opts: SearchOptions):
-    """`[n_params]` which parameters a parametric tree uses (variables `F ..`)."""
-    F = opts.n_features - opts.n_params
-    real = jnp.arange(t.op.shape[0]) < t.n
-    j = jnp.where(real & (t.op == VAR) & (t.arg >= F), t.arg - F, opts.n_params)
-    return jnp.zeros((opts.n_params,), bool).at[j].set(True, mode="drop")
+    """`[n_params]` which parameters a parametric tree uses (`Nodes` pad with opcode 0)."""
+    return used_parameters(t.op, t.arg, opts.n_features - opts.n_params, opts.n_params)
 
 
 def _n_param_values(t: Nodes, opts: SearchOptions):
@@ -326,11 +324,10 @@ def _mutate_parameter(key, kind, t: Nodes, op, arg, const, child, temperature, o
     use = (kind == _MUTATE_CONSTANT) & (jax.random.uniform(k_pick) * (n_const + n_par) >= n_const)
     free = jnp.repeat(_used_params(t, opts), C)
     slot = jax.random.categorical(k_which, jnp.where(free, 0.0, -jnp.inf))
-    max_change = opts.perturbation_factor * temperature + 1.1
-    factor = max_change ** jax.random.uniform(k_u, dtype=const.dtype)
-    factor = jnp.where(jax.random.bernoulli(k_up), factor, 1.0 / factor)
-    sign = jnp.where(jax.random.bernoulli(k_neg, opts.probability_negate_constant), -1.0, 1.0)
-    scaled = const.at[K + slot].multiply((factor * sign).astype(const.dtype))
+    scale = constant_scale(jax.random.uniform(k_u, dtype=const.dtype), jax.random.bernoulli(k_up),
+                           jax.random.bernoulli(k_neg, opts.probability_negate_constant),
+                           opts.perturbation_factor, temperature)
+    scaled = const.at[K + slot].multiply(scale.astype(const.dtype))
     c_op, c_arg, c_const, c_ok = child
     return (jnp.where(use, op, c_op), jnp.where(use, arg, c_arg),
             jnp.where(use, scaled, c_const), jnp.where(use, True, c_ok))

@@ -515,20 +515,23 @@ def unary_pair_trees(draw):
                 np.append(t.value, [0.0, 0.0]).astype(np.float32))
 
 
-@given(tree=unary_pair_trees())
-def test_cancel_inverses_preserves_value(tree):
-    assume(tree.size <= L)
-    out = to_host(_cancel(to_dev(tree)))
-    out.validate(INV_OPS, F)
+def _assert_rewrite_keeps_value(tree, out, ops, rtol, atol):
+    """`out` is a valid, no larger tree, finite and equal wherever `tree` is finite on
+    U(-2, 2) data (it may be finite where the original overflowed)."""
+    out.validate(ops, F)
     assert out.size <= tree.size
     X = np.random.default_rng(0).uniform(-2, 2, (64, F))
     with np.errstate(all="ignore"):
-        old, old_ok, _ = evaluate_tree_numpy(tree, X, INV_OPS)
-        new, new_ok, _ = evaluate_tree_numpy(out, X, INV_OPS)
-    # where the original is finite, the cancelled tree is finite and equal (it may be
-    # finite where exp overflowed in the original)
-    assert new_ok[old_ok].all()
-    np.testing.assert_allclose(new[old_ok], old[old_ok], rtol=2e-3, atol=2e-3)
+        old, old_ok, _ = evaluate_tree_numpy(tree, X, ops)
+        new, new_ok, _ = evaluate_tree_numpy(out, X, ops)
+    assert new_ok[old_ok].all(), (tree_to_string(tree, ops), tree_to_string(out, ops))
+    np.testing.assert_allclose(new[old_ok], old[old_ok], rtol=rtol, atol=atol)
+
+
+@given(tree=unary_pair_trees())
+def test_cancel_inverses_preserves_value(tree):
+    assume(tree.size <= L)
+    _assert_rewrite_keeps_value(tree, to_host(_cancel(to_dev(tree))), INV_OPS, 2e-3, 2e-3)
 
 
 def test_fold_and_combine_leave_variable_trees_alone():
@@ -566,12 +569,4 @@ def test_fold_powers_preserves_value_where_finite(base, a, b):
                 np.append(base.arg, [0, 0, 0, 0]),
                 np.append(base.value, [a, 0.0, b, 0.0]).astype(np.float32))
     assume(tree.size <= L)
-    out = to_host(_fold_pow(to_dev(tree)))
-    out.validate(POW_OPS, F)
-    assert out.size <= tree.size
-    X = np.random.default_rng(0).uniform(-2, 2, (64, F))
-    with np.errstate(all="ignore"):
-        old, old_ok, _ = evaluate_tree_numpy(tree, X, POW_OPS)
-        new, new_ok, _ = evaluate_tree_numpy(out, X, POW_OPS)
-    assert new_ok[old_ok].all(), (tree_to_string(tree, POW_OPS), tree_to_string(out, POW_OPS))
-    np.testing.assert_allclose(new[old_ok], old[old_ok], rtol=1e-3, atol=1e-5)
+    _assert_rewrite_keeps_value(tree, to_host(_fold_pow(to_dev(tree))), POW_OPS, 1e-3, 1e-5)
