@@ -37,6 +37,7 @@ from ._options import MutationWeights as MutationWeights
 from ._options import SearchOptions as SearchOptions
 from ._parametric import ExpressionSpec as ExpressionSpec
 from ._parametric import ParametricExpressionSpec as ParametricExpressionSpec
+from ._template import TemplateExpressionSpec as TemplateExpressionSpec
 from ._random import random_population as random_population
 from ._random import random_tree as random_tree
 from ._regressor import PySRRegressor as PySRRegressor

@@ -25,7 +25,8 @@ from ._tree import Tree, stack_trees
 
 __all__ = ["CallableEquation", "front_rows", "equations_table", "write_hall_of_fame",
            "read_hall_of_fame", "read_hall_of_fame_csv", "atomic_write", "latex_table", "jax_callable",
-           "ParametricCallableEquation", "parametric_jax_callable"]
+           "ParametricCallableEquation", "parametric_jax_callable", "TemplateCallableEquation",
+           "equation_string"]
 
 
 class CallableEquation:
@@ -58,25 +59,73 @@ class ParametricCallableEquation(CallableEquation):
         return super().__call__(np.concatenate([X, self.params[:, codes].T], axis=1))
 
 
-def front_rows(entries, operators: OperatorSet, names: list[str]) -> pd.DataFrame:
+class TemplateCallableEquation:
+    """`lambda_format` of a template equation: a function of `X [N, F]` (and each row's
+    category label, for a template that takes `category`), run by JAX in float64."""
+
+    def __init__(self, member, operators: OperatorSet, layout, equation: str, categories=None):
+        self.member, self.operators, self.layout = member, operators, layout
+        self.equation, self.categories = equation, categories
+
+    def __call__(self, X, category=None):
+        import jax
+
+        from ._parametric import encode_category
+
+        X = np.asarray(X, dtype=np.float64)
+        codes = None
+        if self.categories is not None:
+            if category is None:
+                raise ValueError("This template takes `category`: pass each row's label.")
+            codes, _ = encode_category(category, X.shape[0], self.categories)
+        elif category is not None:
+            raise ValueError("This template takes no `category`; drop it.")
+        with jax.enable_x64(True):
+            exp = self.member.jax(self.operators, self.layout)
+            return np.asarray(exp["callable"](jnp.asarray(X), exp["parameters"], codes))
+
+    def __repr__(self):
+        return f"PySRFunction(X=>{self.equation})"
+
+
+def equation_string(tree, operators: OperatorSet, names: list[str], layout=None,
+                    precision: int | None = None) -> str:
+    """The equation's text: a tree in `names`, or a template member (`layout` given)."""
+    if layout is not None:
+        return tree.to_string(operators, layout, precision)
+    return tree_to_string(tree, operators, names, precision=precision)
+
+
+def front_rows(entries, operators: OperatorSet, names: list[str], layout=None) -> pd.DataFrame:
     """The Pareto front as `complexity, loss, equation` (cheap: what hall_of_fame.csv holds)."""
     front = [e for e in entries if e.pareto]
     return pd.DataFrame({
         "complexity": [e.complexity for e in front],
         "loss": [e.loss for e in front],
-        "equation": [tree_to_string(e.tree, operators, names) for e in front],
+        "equation": [equation_string(e.tree, operators, names, layout) for e in front],
         "tree": [e.tree for e in front],
     })
 
 
 def equations_table(entries, operators: OperatorSet, names: list[str], loss_scale: str,
-                    categories=None) -> pd.DataFrame:
+                    categories=None, layout=None) -> pd.DataFrame:
     """Pareto-front entries (`HofEntry`s) -> PySR's equations DataFrame. Parametric
     entries (with `categories`, the labels) get a `parameters` column
-    `[n_params, n_categories]`, and a `lambda_format` that takes the category."""
-    table = front_rows(entries, operators, names)
-    table["sympy_format"] = [tree_to_sympy(t, operators, names) for t in table["tree"]]
+    `[n_params, n_categories]`, and a `lambda_format` that takes the category. Template
+    entries (`layout` given) get `sympy_format` `{expression: SymPy}` and `parameters`
+    `{name: values}`."""
+    table = front_rows(entries, operators, names, layout)
     columns = ["complexity", "loss", "equation", "sympy_format", "lambda_format", "tree"]
+    if layout is not None:
+        table["sympy_format"] = [m.to_sympy(operators, layout) for m in table["tree"]]
+        table["parameters"] = [m.parameters(layout) for m in table["tree"]]
+        table["lambda_format"] = [TemplateCallableEquation(m, operators, layout, eq, categories)
+                                  for m, eq in zip(table["tree"], table["equation"])]
+        columns.insert(4, "parameters")
+        table = table[columns]
+        table.insert(3, "score", compute_scores(table["loss"], table["complexity"], loss_scale))
+        return table
+    table["sympy_format"] = [tree_to_sympy(t, operators, names) for t in table["tree"]]
     if categories is None:
         table["lambda_format"] = [CallableEquation(t, operators, eq)
                                   for t, eq in zip(table["tree"], table["equation"])]

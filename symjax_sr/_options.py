@@ -63,6 +63,8 @@ class SearchOptions:
     `n_params > 0` makes the expressions parametric (`_parametric.py`): the last
     `n_params` of the `n_features` variables are parameters with `n_categories` values.
     `complexity_mapping` (`_complexity.py`) replaces the per-node complexity sums.
+    `template` (a `_template.TemplateLayout`) makes every member `n_sub` sub-trees
+    combined by the template's function; `n_features` is then the largest arity.
     """
 
     operators: OperatorSet
@@ -110,6 +112,7 @@ class SearchOptions:
     n_params: int = 0
     n_categories: int = 0
     complexity_mapping: Callable | None = None
+    template: object | None = None
 
     def __post_init__(self):
         _check(self.n_features >= 1, f"Need at least one feature, got {self.n_features}.")
@@ -145,29 +148,52 @@ class SearchOptions:
         _check(self.n_features > self.n_params,
                f"`n_features` ({self.n_features}) counts the parameters ({self.n_params}) as "
                "variables after the real features; it must exceed them.")
+        if self.template is not None:
+            _check(self.n_params == 0 and self.complexity_mapping is None,
+                   "A template combines with neither parametric expressions nor a "
+                   "`complexity_mapping`.")
+            _check(self.n_features == max(self.template.arities),
+                   f"A template's `n_features` is its largest arity ({max(self.template.arities)}), "
+                   f"got {self.n_features}.")
+            _check(self.maxsize >= self.n_sub,
+                   f"`maxsize` ({self.maxsize}) must leave one node for each of the template's "
+                   f"{self.n_sub} expressions.")
         _check(self.dimensional_constraint_penalty >= 0,
                f"`dimensional_constraint_penalty` must be >= 0, got {self.dimensional_constraint_penalty}.")
 
     @property
+    def n_sub(self) -> int:
+        """Sub-trees per member: a template's expressions, else 1."""
+        return 1 if self.template is None else self.template.n_sub
+
+    @property
+    def sub_length(self) -> int:
+        """Node capacity of one sub-tree: what `maxsize` leaves after one node for each other."""
+        return self.maxsize - (self.n_sub - 1)
+
+    @property
     def length(self) -> int:
-        """Node capacity L of every tree."""
-        return self.maxsize
+        """Node capacity L of every member (its sub-trees side by side)."""
+        return self.n_sub * self.sub_length
 
     @property
     def const_slots(self) -> int:
-        """Constant table size K."""
+        """Constant table size K of one (sub-)tree."""
         return self.nconst or max(2, min(16, (self.maxsize + 1) // 2))
 
     @property
     def param_slots(self) -> int:
         """Slots of a parametric expression's values (`n_params · n_categories`), kept in
-        the constant table after the `const_slots` constants (`_parametric.py`)."""
+        the constant table after the `const_slots` constants (`_parametric.py`), or a
+        template's parameter vectors."""
+        if self.template is not None:
+            return self.template.n_param_values
         return self.n_params * self.n_categories
 
     @property
     def const_width(self) -> int:
         """Width of a population's constant table: constants, then parameter values."""
-        return self.const_slots + self.param_slots
+        return self.n_sub * self.const_slots + self.param_slots
 
     @property
     def events_per_cycle(self) -> int:

@@ -55,13 +55,17 @@ class ParametricExpressionSpec:
 
 
 def check_expression_spec(spec):
-    """`None`/`ExpressionSpec()` -> None; a `ParametricExpressionSpec` passes; else a clear error."""
+    """`None`/`ExpressionSpec()` -> None; a `ParametricExpressionSpec` or
+    `TemplateExpressionSpec` passes; else a clear error."""
+    from ._template import TemplateExpressionSpec
+
     if spec is None or isinstance(spec, ExpressionSpec):
         return None
-    if isinstance(spec, ParametricExpressionSpec):
+    if isinstance(spec, (ParametricExpressionSpec, TemplateExpressionSpec)):
         return spec
-    raise TypeError(f"`expression_spec` must be None, ExpressionSpec() or "
-                    f"ParametricExpressionSpec(max_parameters=n), got {spec!r}.")
+    raise TypeError(f"`expression_spec` must be None, ExpressionSpec(), "
+                    f"ParametricExpressionSpec(max_parameters=n) or "
+                    f"TemplateExpressionSpec(combine, expressions=[...]), got {spec!r}.")
 
 
 def parameter_names(n: int) -> list[str]:

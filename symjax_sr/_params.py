@@ -215,17 +215,29 @@ def build_operators(params: Mapping[str, Any]) -> OperatorSet:
 
 def build_search_options(
     params: Mapping[str, Any], n_features: int, complexity_of_variables=None, n_categories: int = 0,
+    template=None,
 ) -> tuple[SearchOptions, np.dtype]:
     """Validate PySR's flat parameters and group them into `SearchOptions` (and the dtype).
 
     With a `ParametricExpressionSpec`, `n_categories` is the number of categories of the
-    data, and the options count its parameters as variables after the `n_features`.
+    data, and the options count its parameters as variables after the `n_features`. With
+    a `TemplateExpressionSpec`, `template` is its `TemplateLayout` for the data.
     """
     _warn_julia_only(params)
-    from ._parametric import check_expression_spec
+    from ._parametric import ParametricExpressionSpec, check_expression_spec
 
     spec = check_expression_spec(params["expression_spec"])
-    n_params = 0 if spec is None else int(spec.max_parameters)
+    n_params = int(spec.max_parameters) if isinstance(spec, ParametricExpressionSpec) else 0
+    if spec is not None and not n_params:
+        if template is None:
+            raise ValueError("A `TemplateExpressionSpec` needs its layout for the data "
+                             "(`_template.template_layout`); fit builds it.")
+        for name in ("complexity_mapping", "complexity_of_variables"):
+            value = complexity_of_variables if name == "complexity_of_variables" else None
+            if params[name] is not None or value is not None:
+                raise ValueError(f"`{name}` is not supported with TemplateExpressionSpec (its "
+                                 "sub-expressions see their arguments, not the features); drop it.")
+        n_features = max(template.arities)
     if n_params and n_categories < 1:
         raise ValueError("`ParametricExpressionSpec` needs `category` in fit: one integer label "
                          "per row, e.g. `model.fit(X, y, category=c)`.")
@@ -356,5 +368,6 @@ def build_search_options(
         n_params=n_params,
         n_categories=n_categories if n_params else 0,
         complexity_mapping=mapping,
+        template=template if n_params == 0 and spec is not None else None,
     )
     return opts, dtype

@@ -84,8 +84,8 @@ def random_tree(
         op = jnp.where(real, op, PAD)
         arg = jnp.where(real, arg, 0)
         value = jax.random.normal(k_val, (), dtype)
-        depth = depth + jnp.where(real, jnp.array([1, 0, -1])[kind], 0)
-        nconst_used = nconst_used + (op == CONST)
+        depth = depth + jnp.where(real, jnp.array([1, 0, -1], jnp.int32)[kind], 0)
+        nconst_used = nconst_used + (op == CONST).astype(jnp.int32)
         return (depth, nconst_used), (op, arg, value)
 
     keys = jax.random.split(key, L)

@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from ._equations import (
     atomic_write,
+    equation_string,
     equations_table,
     front_rows,
     read_hall_of_fame,
@@ -35,8 +36,9 @@ from ._params import PYSR_DEFAULTS, build_search_options, check_unknown_kwargs
 from ._random import random_population
 from ._run import hall_of_fame_entries, run_search
 from ._selection import select_index
-from ._strings import _check_names, tree_to_string
+from ._strings import _check_names
 from ._sympy import tree_to_latex
+from ._template import TemplateExpressionSpec, TemplateMember, template_layout
 from ._tree import Complexities, Tree, stack_trees
 from .export import check_exportable
 
@@ -270,7 +272,8 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         """Search for equations `y ≈ f(X)`; one search per output column of `y`.
 
         With `expression_spec=ParametricExpressionSpec(...)`, `category` (one integer
-        label per row) says which row belongs to which category's parameter values."""
+        label per row) says which row belongs to which category's parameter values; a
+        `TemplateExpressionSpec` passes the category codes to its `combine` as `category`."""
         X, y, names, y_names = self._validate_xy(X, y, variable_names)
         codes, classes = self._category(category, X.shape[0], names, X_units=X_units,
                                         y_units=y_units, Xresampled=Xresampled)
@@ -302,8 +305,14 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
                                  f"got {len(complexity_of_variables)}.")
             complexity_of_variables = list(np.asarray(complexity_of_variables)[mask])
         params = self.get_params()
+        template = None
+        if isinstance(self.expression_spec, TemplateExpressionSpec):
+            template = template_layout(self.expression_spec,
+                                       names or [f"x{i}" for i in range(X.shape[1])],
+                                       0 if classes is None else len(classes))
         opts, dtype = build_search_options(params, Xs.shape[1], complexity_of_variables,
-                                           n_categories=0 if classes is None else len(classes))
+                                           n_categories=0 if classes is None else len(classes),
+                                           template=template)
         check_exportable(opts.operators)  # a broken custom mapping fails now, not after the search
         self.n_features_in_ = X.shape[1]
         self.feature_names_in_ = np.array(names if names else [f"x{i}" for i in range(X.shape[1])],
@@ -484,9 +493,19 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         spec = check_expression_spec(self.expression_spec)
         if spec is None:
             if category is not None:
-                raise ValueError("`category` is only used with `expression_spec=ParametricExpressionSpec(...)`; "
-                                 "set that or drop category.")
+                raise ValueError("`category` is only used with `expression_spec=ParametricExpressionSpec(...)` "
+                                 "or a TemplateExpressionSpec; set one or drop category.")
             return None, None
+        if isinstance(spec, TemplateExpressionSpec):
+            refused = dict(exclusive, guesses=self.guesses, denoise=self.denoise or None,
+                           loss_function_expression=self.loss_function_expression,
+                           select_k_features=self.select_k_features,
+                           output_torch_format=self.output_torch_format or None)
+            for name, value in refused.items():
+                if value is not None:
+                    raise ValueError(f"`{name}` is not supported with TemplateExpressionSpec; drop "
+                                     f"{name} or use a plain expression.")
+            return (None, None) if category is None else encode_category(category, n_rows)
         if category is None:
             raise ValueError("`expression_spec=ParametricExpressionSpec(...)` needs `category` in fit: "
                              "one integer label per row, e.g. `model.fit(X, y, category=c)`.")
@@ -519,6 +538,10 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
     def _choose_evaluator(self, opts, X, y, dtype):
         if self.evaluator != "auto":
             return self.evaluator
+        if opts.template is not None:  # sub-trees are evaluated one member at a time (vmap)
+            if self.verbosity > 0:
+                print("evaluator: reference (template expressions)", file=sys.stderr)
+            return "reference"
         if self.deterministic:  # a timed pick depends on the machine's load
             name = untimed_evaluator()
             if self.verbosity > 0:
@@ -559,7 +582,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         scalars, text = iteration_record(
             info["hall_of_fame"], info, self.search_options_.maxsize,
             "" if self.nout_ == 1 else f"output_{j}/", int(self.print_precision),
-            lambda t: tree_to_string(t, self.operators_, names, precision=self.print_precision))
+            lambda t: equation_string(t, self.operators_, names, self._layout(), self.print_precision))
         self.logger_spec.log_iteration(logger, int(info["iteration"]), scalars, text)
 
     def _progress_bar(self, j):
@@ -620,6 +643,9 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         import os
 
         self._check_fitted()
+        if self._layout() is not None:
+            raise ValueError("hall_of_fame.csv cannot be read back into template expressions; "
+                             "load checkpoint.pkl with `PySRRegressor.from_file(run_directory)`.")
         if getattr(self, "categories_", None) is not None:
             raise ValueError("hall_of_fame.csv holds no parameter values, so a parametric model "
                              "cannot be refreshed from it; load checkpoint.pkl with "
@@ -635,9 +661,14 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
 
     # -------------------------------------------------------------------------- results
 
+    def _layout(self):
+        """The `TemplateLayout` of a template fit, else None."""
+        return getattr(getattr(self, "search_options_", None), "template", None)
+
     def _table(self, entries) -> pd.DataFrame:
         return equations_table(self._to_input_features(entries), self.operators_,
-                               self._names(), self.loss_scale, getattr(self, "categories_", None))
+                               self._names(), self.loss_scale, getattr(self, "categories_", None),
+                               self._layout())
 
     @property
     def equations_(self):
@@ -700,22 +731,27 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
                              f"{self.n_features_in_} features as input.")
         if getattr(self, "categories_", None) is not None:
             if category is None:
-                raise ValueError("This model is parametric: pass each row's `category`, "
-                                 "`model.predict(X, category=c)`.")
+                raise ValueError("This model was fitted with categories: pass each row's "
+                                 "`category`, `model.predict(X, category=c)`.")
             preds = [row["lambda_format"](X, category) for row in self._rows(index)]
         else:
             if category is not None:
-                raise ValueError("`category` is only used by parametric models "
-                                 "(expression_spec=ParametricExpressionSpec); drop it.")
+                raise ValueError("`category` is only used by models fitted with one "
+                                 "(ParametricExpressionSpec, or a template given category); drop it.")
             preds = [row["lambda_format"](X) for row in self._rows(index)]
         return preds[0] if self.nout_ == 1 else np.stack(preds, axis=1)
 
     def sympy(self, index=None):
+        """The chosen equation(s) in SymPy; a template's is `{expression: SymPy}` in its
+        arguments `#1 .. #a`."""
         rows = self._rows(index)
         return rows[0]["sympy_format"] if self.nout_ == 1 else [r["sympy_format"] for r in rows]
 
     def latex(self, index=None, precision: int = 3):
         rows = self._rows(index)
+        if self._layout() is not None:
+            out = [r["tree"].to_latex(self.operators_, self._layout(), precision) for r in rows]
+            return out[0] if self.nout_ == 1 else out
         out = [tree_to_latex(r["tree"], self.operators_, self._names(), precision)
                for r in rows]
         return out[0] if self.nout_ == 1 else out
@@ -726,6 +762,9 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         self._check_fitted()
         from ._equations import latex_table
 
+        if self._layout() is not None:
+            raise NotImplementedError("latex_table() of template expressions is not available; "
+                                      "latex() gives each sub-expression's LaTeX.")
         return latex_table(self.equations_list_, self.operators_, self._names(),
                            indices, precision, columns)
 
@@ -740,6 +779,8 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         with `category` the column index into `categories_`."""
         from ._equations import jax_callable, parametric_jax_callable
 
+        if isinstance(tree, TemplateMember):
+            return tree.jax(self.operators_, self._layout())
         if getattr(self, "categories_", None) is not None:
             return parametric_jax_callable(tree, self.operators_, params)
         return jax_callable(tree, self.operators_)
@@ -749,6 +790,9 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         `X [N, n_features]` (one module stacking every output for multi-output fits)."""
         from .export import ParametricEquinoxExpression, stack_equinox, to_equinox
 
+        if self._layout() is not None:
+            raise NotImplementedError("equinox() of template expressions is not available; jax() "
+                                      "gives a differentiable function of X and the constants.")
         rows = self._rows(index)
         trees = [r["tree"] for r in rows]
         names = self._names()
@@ -766,9 +810,9 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         `pytorch()`: a list for multi-output fits). Needs `pip install symjax_sr[torch]`."""
         from .export import to_torch
 
-        if getattr(self, "categories_", None) is not None:
-            raise NotImplementedError("pytorch() of a parametric model is not available; use "
-                                      "jax() or equinox(), which take the category.")
+        if getattr(self, "categories_", None) is not None or self._layout() is not None:
+            raise NotImplementedError("pytorch() of a parametric or template model is not "
+                                      "available; use jax() (or equinox() when parametric).")
         out = [to_torch(r["tree"], operators=self.operators_,
                         variable_names=self._names(),
                         extra_torch_mappings=self.extra_torch_mappings)
@@ -776,7 +820,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         return out[0] if self.nout_ == 1 else out
 
     def _write_hof_now(self, j, entries):
-        rows = front_rows(entries, self.operators_, self._search_names())
+        rows = front_rows(entries, self.operators_, self._search_names(), self._layout())
         write_hall_of_fame(self._run_dir(j), rows)
 
     def _run_dir(self, j):
@@ -801,8 +845,8 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
             cols = t[["complexity", "loss", "score"]].copy()
             # `print_precision` significant digits on screen; the table and files keep every digit
             names = self._names()
-            cols["equation"] = [tree_to_string(tree, self.operators_, names, precision=self.print_precision)
-                                for tree in t["tree"]]
+            cols["equation"] = [equation_string(tree, self.operators_, names, self._layout(),
+                                                self.print_precision) for tree in t["tree"]]
             cols.insert(0, "pick", np.where(t["_chosen"], ">>>>", ""))
             lines.append(cols.to_string(index=False))
         lines.append("]")

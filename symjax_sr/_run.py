@@ -28,6 +28,7 @@ from ._memory import available_bytes, check_memory, program_bytes
 from ._options import SearchOptions
 from ._parametric import ParametricEvaluator
 from ._search import SearchData, SearchState, baseline_loss, init_state, iteration
+from ._template import TemplateEvaluator, TemplateMember
 from ._tree import Population, Tree
 
 __all__ = ["SearchResult", "HofEntry", "run_search", "hall_of_fame_entries", "padded_rows",
@@ -37,11 +38,12 @@ __all__ = ["SearchResult", "HofEntry", "run_search", "hall_of_fame_entries", "pa
 @dataclasses.dataclass(frozen=True)
 class HofEntry:
     """One hall-of-fame expression; `params` `[n_params, n_categories]` holds a parametric
-    expression's parameter values (its tree names parameter `j` as feature `F + j`)."""
+    expression's parameter values (its tree names parameter `j` as feature `F + j`); a
+    template search's `tree` is a `TemplateMember`."""
 
     complexity: int
     loss: float
-    tree: Tree
+    tree: Tree | TemplateMember
     pareto: bool
     params: np.ndarray | None = None
 
@@ -73,6 +75,11 @@ def hall_of_fame_entries(state: SearchState, opts: SearchOptions | None = None) 
     out = []
     for c in np.flatnonzero(np.asarray(hof.exists)):
         params = None
+        if opts is not None and opts.template is not None:
+            member = TemplateMember.from_row(pop.op[c], pop.arg[c], pop.const[c], opts.template,
+                                             opts.sub_length, opts.const_slots)
+            out.append(HofEntry(int(c), float(hof.loss[c]), member, bool(front[c])))
+            continue
         if opts is not None and opts.param_slots:
             params = np.asarray(hof.population.const[c, opts.const_slots:]).reshape(
                 opts.n_params, opts.n_categories)
@@ -256,9 +263,24 @@ def run_search(
     if not np.all(np.isfinite(y)):
         raise ValueError("`y` contains NaN or inf; drop those rows before fitting.")
     n_vars = opts.n_features - opts.n_params
+    template = opts.template
+    if template is not None:
+        n_vars = len(template.variables)
     if X.shape[1] != n_vars:
         raise ValueError(f"X has {X.shape[1]} features but the options were built for {n_vars}.")
-    if opts.n_params:
+    if template is not None:
+        if (category is None) != (template.n_categories == 0):
+            raise ValueError("A template built for categories needs `category`, and one built "
+                             "without them takes none.")
+        if category is not None:
+            category = np.asarray(category)
+            if category.shape != (X.shape[0],) or category.min() < 0 or \
+                    category.max() >= template.n_categories:
+                raise ValueError("`category` must hold one code in "
+                                 f"0..{template.n_categories - 1} per row.")
+        if seeds is not None or units is not None:
+            raise ValueError("`seeds` and `units` are not supported with template expressions.")
+    elif opts.n_params:
         if category is None:
             raise ValueError("Parametric expressions need `category`, one code per row.")
         category = np.asarray(category)
@@ -267,12 +289,16 @@ def run_search(
         if seeds is not None or units is not None:
             raise ValueError("`seeds` and `units` are not supported with parametric expressions.")
     elif category is not None:
-        raise ValueError("`category` is only used by parametric expressions (opts.n_params > 0).")
+        raise ValueError("`category` is only used by parametric and template expressions.")
     if seeds is not None and not 1 <= len(seeds) <= opts.population_size:
         raise ValueError(f"{len(seeds)} seeds for islands of {opts.population_size}; give 1 to "
                          "population_size of them.")
     ev = get_evaluator(evaluator, opts.operators)
-    if opts.n_params:
+    if template is not None:
+        ev = TemplateEvaluator(ev.operators, ev, template, opts.sub_length, opts.const_slots)
+        if category is not None:  # the category code travels as the last row of X
+            X = np.concatenate([X, category[:, None].astype(X.dtype)], axis=1)
+    elif opts.n_params:
         ev = ParametricEvaluator(ev.operators, ev, n_vars, opts.n_params, opts.n_categories,
                                  opts.const_slots)
         # the parameter rows (placeholders) and the category code travel as rows of X
@@ -287,7 +313,7 @@ def run_search(
     if not opts.batching and opts.loss_function is None and not sees_data:
         X, y, weights = _pad_rows(X, y, weights, padded_rows(X.shape[0]))
     n_real = opts.n_features
-    if not sees_data and not opts.n_params:
+    if not sees_data and not opts.n_params and template is None:
         X, opts = _pad_features(X, opts)
     Xt = jnp.asarray(X.T, dtype)
     w = None if weights is None else jnp.asarray(weights, dtype)

@@ -120,11 +120,68 @@ def _flat(x):
 
 
 def _with_tail(const, full, opts: SearchOptions):
-    """`const` (the `const_slots` constants a tree operation returns) followed by the
-    parameter values of `full` (a parent's whole table), for parametric expressions."""
+    """`const` (the constants a tree operation returns: `n_sub · const_slots`) followed
+    by the parameter values of `full` (a parent's whole table)."""
     if opts.param_slots == 0:
         return const
-    return jnp.concatenate([const, full[..., opts.const_slots:]], axis=-1)
+    return jnp.concatenate([const, full[..., opts.n_sub * opts.const_slots:]], axis=-1)
+
+
+def _pick_sub(key, opts: SearchOptions):
+    """Which sub-tree an event changes: uniform over a template's expressions (as PySR
+    mutates one sub-expression), else the tree itself (no key used)."""
+    if opts.n_sub == 1:
+        return jnp.int32(0)
+    return jax.random.randint(key, (), 0, opts.n_sub)
+
+
+def _arity(k, opts: SearchOptions, n_features):
+    """How many variables sub-tree `k` may use: its template arity, else the features."""
+    if opts.template is None:
+        return n_features
+    return jnp.asarray(opts.template.arities, jnp.int32)[k]
+
+
+def _split(op, arg, const, k, opts: SearchOptions):
+    """Sub-tree `k` of one member, as the tree operations take it (the whole tree and
+    table without a template)."""
+    if opts.template is None:
+        return op, arg, const
+    Ls, Kc = opts.sub_length, opts.const_slots
+    sl = jax.lax.dynamic_slice_in_dim
+    return sl(op, k * Ls, Ls), sl(arg, k * Ls, Ls), sl(const, k * Kc, Kc)
+
+
+def _join(op, arg, const, k, sub, opts: SearchOptions):
+    """The member with sub-tree `k` replaced by `sub = (op, arg, const_slots constants)`;
+    the other sub-trees and the parameter values stay the member's."""
+    s_op, s_arg, s_const = sub
+    if opts.template is None:
+        return s_op, s_arg, _with_tail(s_const, const, opts)
+    Ls, Kc = opts.sub_length, opts.const_slots
+    up = jax.lax.dynamic_update_slice_in_dim
+    return up(op, s_op, k * Ls, 0), up(arg, s_arg, k * Ls, 0), up(const, s_const, k * Kc, 0)
+
+
+def _sub_limit(curmaxsize, cplx, s_op, s_arg, opts: SearchOptions):
+    """The complexity sub-tree `s_op` may grow to: what the other sub-trees leave of
+    `curmaxsize` (a member's complexity is the sum of its sub-trees')."""
+    if opts.template is None:
+        return curmaxsize
+    return curmaxsize - (cplx - jnp.round(node_costs(s_op, s_arg, opts).sum()))
+
+
+def _per_sub(fn, op, arg, const, opts: SearchOptions):
+    """`fn(op, arg, const) -> (op, arg, const_slots constants)` applied to every sub-tree
+    of members with any leading shape; parameter values stay."""
+    if opts.template is None:
+        o, a, c = fn(op, arg, const)
+        return o, a, _with_tail(c, const, opts)
+    Ls, Kc, S = opts.sub_length, opts.const_slots, opts.n_sub
+    outs = [fn(op[..., k * Ls:(k + 1) * Ls], arg[..., k * Ls:(k + 1) * Ls],
+               const[..., k * Kc:(k + 1) * Kc]) for k in range(S)]
+    cat = lambda i: jnp.concatenate([o[i] for o in outs], axis=-1)  # noqa: E731
+    return cat(0), cat(1), jnp.concatenate([cat(2), const[..., S * Kc:]], axis=-1)
 
 
 def _losses(opts: SearchOptions) -> dict:
@@ -166,7 +223,8 @@ def _complexity_of(pop: Population, opts: SearchOptions):
 def baseline_loss(evaluator: Evaluator, data: SearchData, opts: SearchOptions):
     """Loss of the constant 0, PySR's normalisation of the cost (1 if not finite)."""
     K = opts.const_width
-    op = jnp.zeros((1, opts.length), jnp.int32).at[0, -1].set(2)
+    ends = opts.sub_length * jnp.arange(1, opts.n_sub + 1) - 1  # every sub-tree the constant 0
+    op = jnp.zeros((1, opts.length), jnp.int32).at[0, ends].set(CONST)
     zero = Population(op, jnp.zeros_like(op), jnp.zeros((1, K), data.Xt.dtype))
     loss = _data_loss(evaluator, zero, data, opts)[0]
     return jnp.where(jnp.isfinite(loss), loss, 1.0)
@@ -190,12 +248,23 @@ def init_state(key, evaluator: Evaluator, data: SearchData, opts: SearchOptions,
     k_pop, key = jax.random.split(key)
     keys = jax.random.split(k_pop, I)
     init_size = min(opts.maxsize, 7)
-    pops = jax.vmap(
-        lambda k: random_population(
-            k, P, opts.operators, _live_features(data, opts), L, K, min_size=1, max_size=init_size,
-            maxdepth=opts.maxdepth, dtype=data.Xt.dtype,
-        )
-    )(keys)
+    if opts.template is None:
+        pops = jax.vmap(
+            lambda k: random_population(
+                k, P, opts.operators, _live_features(data, opts), L, K, min_size=1,
+                max_size=init_size, maxdepth=opts.maxdepth, dtype=data.Xt.dtype,
+            )
+        )(keys)
+    else:  # each sub-tree small, over its own arguments
+        size = max(1, min(init_size, opts.maxsize // opts.n_sub))
+        subs = [jax.vmap(
+            lambda k, a=a, s=s: random_population(
+                jax.random.fold_in(k, s), P, opts.operators, a, opts.sub_length, K, min_size=1,
+                max_size=size, maxdepth=opts.maxdepth, dtype=data.Xt.dtype,
+            )
+        )(keys) for s, a in enumerate(opts.template.arities)]
+        pops = Population(*(jnp.concatenate([getattr(p, f) for p in subs], axis=-1)
+                            for f in ("op", "arg", "const")))
     if opts.param_slots:  # parameter values start as randn, as in SymbolicRegression.jl
         tail = jax.random.normal(jax.random.fold_in(k_pop, 1), (I, P, opts.param_slots), data.Xt.dtype)
         pops = Population(pops.op, pops.arg, jnp.concatenate([pops.const, tail], axis=-1))
@@ -243,6 +312,14 @@ def _tournament(key, cost, cplx, freq_norm, opts: SearchOptions):
     return members[order[jax.random.categorical(k2, logw)]]
 
 
+def _param_free(t: Nodes, opts: SearchOptions):
+    """`[param_slots]` which parameter values `mutate_constant` may pick: every value of
+    a parameter the tree uses, or all of a template's."""
+    if opts.template is not None:
+        return jnp.ones((opts.param_slots,), bool)
+    return jnp.repeat(_used_params(t, opts), opts.n_categories)
+
+
 def _used_params(t: Nodes, opts: SearchOptions):
     """`[n_params]` which parameters a parametric tree uses (`Nodes` pad with opcode 0)."""
     return used_parameters(t.op, t.arg, opts.n_features - opts.n_params, opts.n_params)
@@ -250,7 +327,7 @@ def _used_params(t: Nodes, opts: SearchOptions):
 
 def _n_param_values(t: Nodes, opts: SearchOptions):
     """How many parameter values a tree's `mutate_constant` may pick from."""
-    return _used_params(t, opts).sum() * opts.n_categories
+    return _param_free(t, opts).sum()
 
 
 def _choose_mutation(key, t: Nodes, ctx: Context, opts: SearchOptions, curmaxsize, cplx):
@@ -288,17 +365,21 @@ def _event(key, pop_i: Population, cost_i, cplx_i, freq_norm, temperature, curma
     Crossover children are made afterwards, for the events that chose crossover only
     (`_crossovers`), so that the rare crossover costs nothing on every other event.
     """
-    ctx = _ctx(opts, n_features)
     k_t1, k_t2, k_kind, k_mut, k_is = jax.random.split(key, 5)
     a = _tournament(k_t1, cost_i, cplx_i, freq_norm, opts)
     b = _tournament(k_t2, cost_i, cplx_i, freq_norm, opts)
-    ta = to_nodes(pop_i.op[a], pop_i.arg[a], pop_i.const[a])
-    kind = _choose_mutation(k_kind, ta, ctx, opts, curmaxsize, cplx_i[a])
+    member = (pop_i.op[a], pop_i.arg[a], pop_i.const[a])
+    sub = _pick_sub(jax.random.fold_in(k_kind, 1), opts)
+    s_op, s_arg, s_const = _split(*member, sub, opts)
+    limit = _sub_limit(curmaxsize, cplx_i[a], s_op, s_arg, opts)
+    ctx = _ctx(opts, _arity(sub, opts, n_features))
+    ta = to_nodes(s_op, s_arg, s_const)
+    kind = _choose_mutation(k_kind, ta, ctx, opts, limit, cplx_i[a] - curmaxsize + limit)
 
     def attempt_mutation(k):
-        child, fits = mutate(k, kind, ta, ctx, temperature, curmaxsize)
-        op, arg, const, ok = _finish(child, opts, curmaxsize, fits)
-        return op, arg, _with_tail(const, pop_i.const[a], opts), ok
+        child, fits = mutate(k, kind, ta, ctx, temperature, limit)
+        op, arg, const, ok = _finish(child, opts, limit, fits)
+        return _join(*member, sub, (op, arg, const), opts) + (ok,)
 
     if opts.mutation_attempts == 1:
         m_op, m_arg, m_const, m_ok = attempt_mutation(k_mut)
@@ -314,20 +395,20 @@ def _event(key, pop_i: Population, cost_i, cplx_i, freq_norm, temperature, curma
 
 
 def _mutate_parameter(key, kind, t: Nodes, op, arg, const, child, temperature, opts: SearchOptions):
-    """`mutate_constant` of a parametric tree: with the share of parameter values among
-    its constants, it scales one used parameter value (PySR's factor and sign) instead
-    of a constant; the tree stays the parent's."""
+    """`mutate_constant` of a member with parameter values (parametric or template): with
+    the share of parameter values among its constants, it scales one it may pick
+    (PySR's factor and sign) instead of a constant; the tree stays the parent's."""
     k_pick, k_which, k_u, k_up, k_neg = jax.random.split(key, 5)
-    C, K = opts.n_categories, opts.const_slots
+    K = opts.const_slots
     n_const = (t.op == CONST).sum()
     n_par = _n_param_values(t, opts)
     use = (kind == _MUTATE_CONSTANT) & (jax.random.uniform(k_pick) * (n_const + n_par) >= n_const)
-    free = jnp.repeat(_used_params(t, opts), C)
+    free = _param_free(t, opts)
     slot = jax.random.categorical(k_which, jnp.where(free, 0.0, -jnp.inf))
     scale = constant_scale(jax.random.uniform(k_u, dtype=const.dtype), jax.random.bernoulli(k_up),
                            jax.random.bernoulli(k_neg, opts.probability_negate_constant),
                            opts.perturbation_factor, temperature)
-    scaled = const.at[K + slot].multiply(scale.astype(const.dtype))
+    scaled = const.at[opts.n_sub * K + slot].multiply(scale.astype(const.dtype))
     c_op, c_arg, c_const, c_ok = child
     return (jnp.where(use, op, c_op), jnp.where(use, arg, c_arg),
             jnp.where(use, scaled, c_const), jnp.where(use, True, c_ok))
@@ -365,44 +446,59 @@ def _scatter_back(x, order, chosen, shape, fill=0):
 
 
 def _randomized(key, is_rand, curmaxsize, opts: SearchOptions, dtype, n_features):
-    """Random trees (sizes uniform in 1..curmaxsize) for the events that chose `randomize`."""
+    """Random trees (sizes uniform in 1..curmaxsize) for the events that chose `randomize`;
+    a template member gets every sub-tree anew, each up to its share of curmaxsize."""
     C = randomize_capacity(opts)
     order, chosen = _compact(is_rand, C)
     k_size, k_tree = jax.random.split(key)
-    sizes = jax.random.randint(k_size, (C,), 1, jnp.maximum(curmaxsize, 1) + 1)
-    op, arg, const = jax.vmap(
-        lambda k, n: random_tree(k, n, opts.operators, n_features, opts.length,
-                                 opts.const_slots, dtype)
-    )(jax.random.split(k_tree, C), sizes)
-    nodes = jax.vmap(to_nodes)(op, arg, const)
-    op, arg, const, ok = jax.vmap(lambda t: _finish(t, opts, curmaxsize, jnp.bool_(True)))(nodes)
+    limit = jnp.maximum(curmaxsize // opts.n_sub, 1)
+    arities = (n_features,) if opts.template is None else opts.template.arities
+    parts = []
+    for s, a in enumerate(arities):
+        ks = jax.random.fold_in(k_size, s) if s else k_size
+        kt = jax.random.fold_in(k_tree, s) if s else k_tree
+        sizes = jax.random.randint(ks, (C,), 1, limit + 1)
+        op, arg, const = jax.vmap(
+            lambda k, n, a=a: random_tree(k, n, opts.operators, a, opts.sub_length,
+                                          opts.const_slots, dtype)
+        )(jax.random.split(kt, C), sizes)
+        nodes = jax.vmap(to_nodes)(op, arg, const)
+        parts.append(jax.vmap(lambda t: _finish(t, opts, limit, jnp.bool_(True)))(nodes))
+    op, arg, const = (jnp.concatenate([p[i] for p in parts], axis=-1) for i in range(3))
+    ok = jnp.stack([p[3] for p in parts]).all(axis=0)
     shape = is_rand.shape
     child = tuple(_scatter_back(x, order, chosen, shape) for x in (op, arg, const))
     return child, _scatter_back(ok & chosen, order, chosen, shape, False)
 
 
-def _crossovers(key, pop: Population, is_cx, a, b, curmaxsize, opts, n_features):
-    """Children of the (up to `crossover_capacity`) events that chose crossover.
+def _crossovers(key, pop: Population, cplx, is_cx, a, b, curmaxsize, opts, n_features):
+    """Children of the (up to `crossover_capacity`) events that chose crossover (of the
+    same sub-tree of both parents, for templates).
 
     Returns both children per event `[I, E]`, with `ok` False for events without
     crossover or beyond the capacity (those are then skipped, like a failed mutation).
     """
     I, E = is_cx.shape
-    ctx = _ctx(opts, n_features)
     C = crossover_capacity(opts)
     order, chosen = _compact(is_cx, C)
     isl = order // E
     pa, pb = a.reshape(-1)[order], b.reshape(-1)[order]
-    ta = jax.vmap(to_nodes)(pop.op[isl, pa], pop.arg[isl, pa], pop.const[isl, pa])
-    tb = jax.vmap(to_nodes)(pop.op[isl, pb], pop.arg[isl, pb], pop.const[isl, pb])
+    key, k_sub = jax.random.split(key) if opts.n_sub > 1 else (key, key)
+    subs = jax.vmap(lambda k: _pick_sub(k, opts))(jax.random.split(k_sub, C))
 
-    def one(k, ta, tb, fa, fb):
+    def one(k, sub, ma, mb, ca, cb):
+        sa, sb = _split(*ma, sub, opts), _split(*mb, sub, opts)
+        lim_a = _sub_limit(curmaxsize, ca, sa[0], sa[1], opts)
+        lim_b = _sub_limit(curmaxsize, cb, sb[0], sb[1], opts)
+        ctx = _ctx(opts, _arity(sub, opts, n_features))
+        ta, tb = to_nodes(*sa), to_nodes(*sb)
+
         def attempt(kk):
             c1, c2, fits = crossover(kk, ta, tb, ctx)
-            o1, a1, k1_, ok1 = _finish(c1, opts, curmaxsize, fits)
-            o2, a2, k2_, ok2 = _finish(c2, opts, curmaxsize, fits)
-            return (o1, a1, _with_tail(k1_, fa, opts), o2, a2, _with_tail(k2_, fb, opts),
-                    ok1 & ok2)
+            o1, a1, k1_, ok1 = _finish(c1, opts, lim_a, fits)
+            o2, a2, k2_, ok2 = _finish(c2, opts, lim_b, fits)
+            return _join(*ma, sub, (o1, a1, k1_), opts) + _join(*mb, sub, (o2, a2, k2_), opts) + (
+                ok1 & ok2,)
 
         if opts.mutation_attempts == 1:
             return attempt(k)
@@ -410,8 +506,9 @@ def _crossovers(key, pop: Population, is_cx, a, b, curmaxsize, opts, n_features)
         i = jnp.argmax(cx[6])
         return tuple(x[i] for x in cx[:6]) + (cx[6].any(),)
 
-    o1, a1, c1, o2, a2, c2, ok = jax.vmap(one)(jax.random.split(key, C), ta, tb,
-                                               pop.const[isl, pa], pop.const[isl, pb])
+    pick = lambda p: (pop.op[isl, p], pop.arg[isl, p], pop.const[isl, p])  # noqa: E731
+    o1, a1, c1, o2, a2, c2, ok = jax.vmap(one)(jax.random.split(key, C), subs, pick(pa), pick(pb),
+                                               cplx[isl, pa], cplx[isl, pb])
 
     def back(x, fill=0):
         return _scatter_back(x, order, chosen, (I, E), fill)
@@ -443,7 +540,8 @@ def _cycle(carry, temperature, *, evaluator, data, opts, curmaxsize):
     r_child = r_child[:2] + (_with_tail(r_child[2], mut[2], opts),)  # the parent's parameters
     mut = tuple(jnp.where(is_rand[..., None], r, m) for r, m in zip(r_child, mut))
     m_ok = jnp.where(is_rand, r_ok, m_ok)
-    x1, x2, x_ok = _crossovers(k_cx, state.pop, is_cx, parent, other, curmaxsize, opts, nf)
+    x1, x2, x_ok = _crossovers(k_cx, state.pop, state.complexity, is_cx, parent, other, curmaxsize,
+                               opts, nf)
     c1 = tuple(jnp.where(is_cx[..., None], x, m) for x, m in zip(x1, mut))
     c2 = x2
     ok1 = jnp.where(is_cx, x_ok, m_ok)
@@ -588,10 +686,12 @@ def iteration(
     key, k_opt, k_mask, k_mig, k_hof = jax.random.split(state.key, 5)
     pop = state.pop
     if opts.should_simplify:
-        nodes = jax.vmap(jax.vmap(to_nodes))(pop.op, pop.arg, pop.const)
-        nodes = jax.vmap(jax.vmap(lambda t: simplify(t, opts.operators)))(nodes)
-        op, arg, const, _ = jax.vmap(jax.vmap(lambda t: from_nodes(t, opts.const_slots)))(nodes)
-        pop = Population(op, arg, _with_tail(const, pop.const, opts))
+        def simplified(op, arg, const):
+            nodes = jax.vmap(jax.vmap(to_nodes))(op, arg, const)
+            nodes = jax.vmap(jax.vmap(lambda t: simplify(t, opts.operators)))(nodes)
+            return jax.vmap(jax.vmap(lambda t: from_nodes(t, opts.const_slots)))(nodes)[:3]
+
+        pop = Population(*_per_sub(simplified, pop.op, pop.arg, pop.const, opts))
     loss = _data_loss(evaluator, pop, data, opts)  # the optimiser compares data losses
     n_evals = n_evals + I * P
     cplx = jax.vmap(lambda p: _complexity_of(p, opts))(pop)
