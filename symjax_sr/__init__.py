@@ -37,7 +37,6 @@ from ._options import MutationWeights as MutationWeights
 from ._options import SearchOptions as SearchOptions
 from ._parametric import ExpressionSpec as ExpressionSpec
 from ._parametric import ParametricExpressionSpec as ParametricExpressionSpec
-from ._template import TemplateExpressionSpec as TemplateExpressionSpec
 from ._random import random_population as random_population
 from ._random import random_tree as random_tree
 from ._regressor import PySRRegressor as PySRRegressor
@@ -50,6 +49,7 @@ from ._strings import tree_to_string as tree_to_string
 from ._sympy import sympy_to_tree as sympy_to_tree
 from ._sympy import tree_to_latex as tree_to_latex
 from ._sympy import tree_to_sympy as tree_to_sympy
+from ._template import TemplateExpressionSpec as TemplateExpressionSpec
 from ._tree import Complexities as Complexities
 from ._tree import Population as Population
 from ._tree import Tree as Tree

@@ -810,9 +810,11 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         `pytorch()`: a list for multi-output fits). Needs `pip install symjax_sr[torch]`."""
         from .export import to_torch
 
-        if getattr(self, "categories_", None) is not None or self._layout() is not None:
-            raise NotImplementedError("pytorch() of a parametric or template model is not "
-                                      "available; use jax() (or equinox() when parametric).")
+        if self._layout() is not None:
+            raise NotImplementedError("pytorch() of a template model is not available; use jax().")
+        if getattr(self, "categories_", None) is not None:
+            raise NotImplementedError("pytorch() of a parametric model is not available; use "
+                                      "jax() or equinox(), which take the category.")
         out = [to_torch(r["tree"], operators=self.operators_,
                         variable_names=self._names(),
                         extra_torch_mappings=self.extra_torch_mappings)

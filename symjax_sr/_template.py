@@ -102,6 +102,10 @@ class TemplateLayout:
         return out
 
 
+class _CallError(ValueError):
+    """A sub-expression called wrongly inside `combine` (raised as is, not wrapped)."""
+
+
 def argument_names(fn: Callable) -> tuple[tuple[str, ...], bool]:
     """The keyword names `fn` can take, and whether it takes `**kwargs`."""
     try:
@@ -172,7 +176,7 @@ def template_layout(spec: TemplateExpressionSpec, feature_names: Sequence[str],
         def f(*args):
             for a in args:
                 if jnp.ndim(a) not in (0, 1) or (jnp.ndim(a) == 1 and jnp.shape(a)[0] != rows):
-                    raise ValueError(f"expression {name!r} is called with an argument of shape "
+                    raise _CallError(f"expression {name!r} is called with an argument of shape "
                                      f"{jnp.shape(a)}; pass one value per row (a variable, or an "
                                      "array of the rows) or a scalar.")
             calls[name].add(len(args))
@@ -189,7 +193,7 @@ def template_layout(spec: TemplateExpressionSpec, feature_names: Sequence[str],
 
     try:
         out = jax.eval_shape(trace)
-    except ValueError:
+    except _CallError:
         raise
     except Exception as e:  # noqa: BLE001 - the user's function failed: say where
         raise ValueError(f"`combine` failed on abstract rows: {type(e).__name__}: {e}") from e
@@ -232,7 +236,9 @@ def _sub(x, k: int, size: int):
 class TemplateEvaluator(Evaluator):
     """Evaluates template members (`[P, K · Ls]`) with any evaluator `base` for their
     sub-trees. `Xt` is `[F (+ 1), N]`: the variables, then the category code when the
-    template takes one."""
+    template takes one. A row is ok when the result is finite and every call of a
+    sub-expression was ok on it (SymbolicRegression.jl's rule), even a call whose value
+    the result ignores; failed calls hand `combine` zeros, so no NaN reaches a gradient."""
 
     base: Evaluator
     layout: TemplateLayout = eqx.field(static=True)

@@ -93,13 +93,13 @@ def test_evaluator_matches_numpy_composition():
 
         calls = []  # a row is ok when every call of a sub-expression is (as in SR.jl)
 
-        def f(a, b):
-            out, good, _ = evaluate_tree_numpy(f_tree, np.stack([a, b], 1), OPS)
+        def f(a, b, tree=f_tree, calls=calls):
+            out, good, _ = evaluate_tree_numpy(tree, np.stack([a, b], 1), OPS)
             calls.append(good)
             return out
 
-        def g(a):
-            out, good, _ = evaluate_tree_numpy(g_tree, a[:, None], OPS)
+        def g(a, tree=g_tree, calls=calls):
+            out, good, _ = evaluate_tree_numpy(tree, a[:, None], OPS)
             calls.append(good)
             return out
 
