@@ -93,7 +93,7 @@ def search_many(
     if early is not None and (callable(early) or isinstance(early, str)):
         raise TypeError("`search_many` takes `early_stop_condition` as a loss threshold (a float).")
     for name in ("guesses", "select_k_features", "denoise", "batching",
-                 "loss_function_expression", "warm_start"):
+                 "loss_function_expression", "warm_start", "expression_spec"):
         if p.get(name) not in (None, False, PYSR_DEFAULTS.get(name)):
             raise ValueError(f"`{name}` is not supported by `search_many`; use PySRRegressor.fit "
                              "per problem for it.")

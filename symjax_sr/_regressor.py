@@ -787,12 +787,16 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
 
     def equinox(self, index=None):
         """The chosen equation(s) as an `eqx.Module` with trainable constants, callable on
-        `X [N, n_features]` (one module stacking every output for multi-output fits)."""
+        `X [N, n_features]` (one module stacking every output for multi-output fits; a
+        template's is a `TemplateEquinoxExpression`, one per output)."""
         from .export import ParametricEquinoxExpression, stack_equinox, to_equinox
 
         if self._layout() is not None:
-            raise NotImplementedError("equinox() of template expressions is not available; jax() "
-                                      "gives a differentiable function of X and the constants.")
+            from .export import template_to_equinox
+
+            mods = [template_to_equinox(r["tree"], self.operators_, self._layout())
+                    for r in self._rows(index)]
+            return mods[0] if self.nout_ == 1 else mods
         rows = self._rows(index)
         trees = [r["tree"] for r in rows]
         names = self._names()

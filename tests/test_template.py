@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import pickle
 
+import equinox as eqx
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -159,8 +161,22 @@ def test_template_recovers_structure():
     assert all(np.all(np.isfinite(np.asarray(v))) for v in grads.values())
     latex = m.latex()
     assert set(latex) == {"f", "g"} and r"\#1" in latex["f"]
-    with pytest.raises(NotImplementedError, match="equinox"):
-        m.equinox()
+    # equinox(): trainable constants and parameters; gradients equal finite differences
+    mod = m.equinox()
+    Xj = jnp.asarray(Xn)
+    np.testing.assert_allclose(np.asarray(mod(Xj)), yn, atol=1e-3)
+    assert mod.sympy().keys() == {"f", "g"}
+    assert sympy.simplify(mod.sympy()["f"] - exprs["f"]) == 0
+    params, static = eqx.partition(mod, eqx.is_inexact_array)
+    theta, unravel = jax.flatten_util.ravel_pytree(params)
+
+    def loss(t):
+        return jnp.mean((eqx.combine(unravel(t), static)(Xj) - yn) ** 2)
+
+    t0 = theta + 0.05  # off the optimum, where the gradient is not ~0
+    d = jnp.asarray(np.random.default_rng(2).normal(size=theta.shape), theta.dtype)
+    fd = (loss(t0 + 1e-3 * d) - loss(t0 - 1e-3 * d)) / 2e-3
+    np.testing.assert_allclose(float(jax.grad(loss)(t0) @ d), float(fd), rtol=2e-2)
     with pytest.raises(NotImplementedError, match="pytorch"):
         m.pytorch()
     with pytest.raises(ValueError, match="from_file"):
@@ -224,3 +240,12 @@ def test_template_fit_checks_category_use():
     X = np.random.default_rng(0).uniform(-1, 1, (20, 2))
     with pytest.raises(ValueError, match="only when fit is given `category="):
         PySRRegressor(expression_spec=spec, niterations=1).fit(X, X[:, 0])
+
+
+def test_search_many_refuses_templates():
+    from symjax_sr import search_many
+
+    spec = TemplateExpressionSpec(_sin_f_plus_g_squared, expressions=["f", "g"])
+    X = np.random.default_rng(0).uniform(-1, 1, (2, 20, 2))
+    with pytest.raises(ValueError, match="`expression_spec` is not supported by `search_many`"):
+        search_many(X, X[..., 0], expression_spec=spec, niterations=1)

@@ -24,7 +24,8 @@ from jaxtyping import Array, Float
 from .._operators import OperatorSet
 from ._template import Template, make_template, operator_by_name
 
-__all__ = ["EquinoxExpression", "to_equinox", "stack_equinox"]
+__all__ = ["EquinoxExpression", "to_equinox", "stack_equinox", "ParametricEquinoxExpression",
+           "TemplateEquinoxExpression", "template_to_equinox"]
 
 _SPECIAL = {
     "nan": lambda: jnp.nan,
@@ -193,3 +194,56 @@ class ParametricEquinoxExpression(eqx.Module):
     def sympy(self):
         """The SymPy expression with the current constants, in the parameter symbols."""
         return self.expression.sympy()
+
+
+class TemplateEquinoxExpression(eqx.Module):
+    """A template formula as an equinox module: `module(X [N, F], category=None)`.
+
+    - `expressions`: `{name: EquinoxExpression}`, each sub-expression over its own
+      arguments (columns `#1 .. #a` of its input), its constants trainable.
+    - `parameters`: `{name: vector}` of the template's parameters, trainable.
+    - `layout`: the template (its `combine`, names and arities), static.
+    """
+
+    expressions: dict
+    parameters: dict
+    layout: object = eqx.field(static=True)
+
+    def __call__(self, X, category=None):
+        from .._template import call_combine
+
+        X = jnp.asarray(X)
+        n = X.shape[0]
+
+        def expression(module):
+            def f(*args):
+                cols = [jnp.broadcast_to(jnp.asarray(a, X.dtype), (n,)) for a in args]
+                return module(jnp.stack(cols, axis=-1))
+            return f
+
+        funcs = {e: expression(m) for e, m in self.expressions.items()}
+        params = {k: jnp.asarray(v, X.dtype) for k, v in self.parameters.items()}
+        cat = None if category is None else jnp.asarray(category)
+        out = call_combine(self.layout, funcs, [X[:, i] for i in range(X.shape[1])], params, cat)
+        return jnp.broadcast_to(out, (n,))
+
+    def sympy(self):
+        """`{expression: SymPy}` with the current constants, in the arguments `#1 .. #a`."""
+        from .._template import _placeholders
+
+        out = {}
+        for (e, m), a in zip(self.expressions.items(), self.layout.arities):
+            out[e] = m.sympy().xreplace({sympy.Symbol(n): sympy.Symbol(f"#{i + 1}")
+                                         for i, n in enumerate(_placeholders(a))})
+        return out
+
+
+def template_to_equinox(member, operators: OperatorSet, layout, dtype=None) -> TemplateEquinoxExpression:
+    """A `TemplateMember` (one row of a template fit's `equations_["tree"]`) as a
+    `TemplateEquinoxExpression`."""
+    from .._template import _placeholders
+
+    exprs = {e: to_equinox(t, operators=operators, variable_names=_placeholders(a), dtype=dtype)
+             for e, a, t in zip(layout.expressions, layout.arities, member.trees)}
+    params = {k: jnp.asarray(v, dtype) for k, v in member.parameters(layout).items()}
+    return TemplateEquinoxExpression(exprs, params, layout)
