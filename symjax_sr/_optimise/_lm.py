@@ -8,7 +8,8 @@ data-dependent loop). Each iteration solves the damped normal equations
 for every lane at three dampings `λ·(0.1, 1, 10)` at once, evaluates the three trial
 points (primal only: one evaluation of a `[3·B]` population), moves to the best one
 that lowers the loss, and only then evaluates the residuals and the Jacobian there
-(one forward pass with K tangents). The damping becomes a tenth of the one picked, or
+(one forward pass with K tangents, at the start of the next round of the loop, so the
+program holds that pass once). The damping becomes a tenth of the one picked, or
 grows 1000× when no trial lowers the loss. The iterate is always the best point seen;
 a trial with a non-finite loss, step or Jacobian is rejected.
 
@@ -69,39 +70,50 @@ def levenberg_marquardt(
     limit = jnp.iinfo(jnp.int32).max if f_calls_limit is None else f_calls_limit
     factors = jnp.asarray(trials, c0.dtype)[:, None]
     M = len(trials)
-    loss, JtJ, Jtr = obj.gauss_newton(c0)
-    loss0 = loss
-    calls = live.astype(jnp.int32)
-    live = live & jnp.isfinite(loss) & (calls < limit)
-    lam = jnp.full(loss.shape, damping, c0.dtype)
+    B, K = c0.shape
 
-    def body(_, state):
-        c, loss, JtJ, Jtr, lam, calls, live = state
-        lams = lam[None] * factors  # [M, B]
-        trial = c[None] + _damped_steps(JtJ[None], Jtr[None], lams, obj.free[None])
-        t_loss = obj.loss_many(trial)
-        good = (t_loss < loss[None]) & jnp.all(jnp.isfinite(trial), axis=-1)
-        t_loss = jnp.where(good, t_loss, jnp.inf)
-        pick = jnp.argmin(t_loss, axis=0)
-        moved = live & jnp.any(good, axis=0)
-        new_c = jnp.take_along_axis(trial, pick[None, :, None], axis=0)[0]
-        new_c = jnp.where(moved[:, None], new_c, c)
-        # Derivatives at the new points, skipped when no lane moved.
+    # Round i evaluates the derivatives at the point round i-1 moved to (round 0: at
+    # `c0`), accepts it, then tries the damped steps from there (not in the last
+    # round). One Gauss-Newton pass in the program instead of two: it is the largest
+    # piece of the compiled search, and the iterates are the same.
+    def body(i, state):
+        c, loss, JtJ, Jtr, lam, calls, live, cand, moved, picked, loss0 = state
+        first = i == 0
         n_loss, n_JtJ, n_Jtr = jax.lax.cond(
-            jnp.any(moved), lambda cc: obj.gauss_newton(cc), lambda cc: (loss, JtJ, Jtr), new_c
+            jnp.any(moved), lambda cc: obj.gauss_newton(cc), lambda cc: (loss, JtJ, Jtr), cand
         )
         ok = moved & jnp.isfinite(n_loss)  # a non-finite Jacobian rejects the step
-        picked_lam = jnp.take_along_axis(lams, pick[None], axis=0)[0]
-        lam = jnp.where(ok, picked_lam * _LAMBDA_DOWN, lam * _LAMBDA_UP ** M)
+        take = ok | first
+        loss0 = jnp.where(first, n_loss, loss0)
+        live = jnp.where(first, live & jnp.isfinite(n_loss) & (calls < limit), live)
+        lam = jnp.where(first, lam, jnp.where(ok, picked * _LAMBDA_DOWN, lam * _LAMBDA_UP ** M))
         lam = jnp.clip(lam, _LAMBDA_MIN, _LAMBDA_MAX)
-        c = jnp.where(ok[:, None], new_c, c)
-        loss = jnp.where(ok, n_loss, loss)
-        JtJ = jnp.where(ok[:, None, None], n_JtJ, JtJ)
-        Jtr = jnp.where(ok[:, None], n_Jtr, Jtr)
-        calls = calls + live * M + moved
-        live = live & (calls < limit)
-        return c, loss, JtJ, Jtr, lam, calls, live
+        c = jnp.where(ok[:, None], cand, c)
+        loss = jnp.where(take, n_loss, loss)
+        JtJ = jnp.where(take[:, None, None], n_JtJ, JtJ)
+        Jtr = jnp.where(take[:, None], n_Jtr, Jtr)
 
-    state = (c0, loss, JtJ, Jtr, lam, calls, live)
-    c, loss, _, _, _, calls, _ = jax.lax.fori_loop(0, iterations, body, state)
+        def step(_):
+            lams = lam[None] * factors  # [M, B]
+            trial = c[None] + _damped_steps(JtJ[None], Jtr[None], lams, obj.free[None])
+            t_loss = obj.loss_many(trial)
+            good = (t_loss < loss[None]) & jnp.all(jnp.isfinite(trial), axis=-1)
+            t_loss = jnp.where(good, t_loss, jnp.inf)
+            pick = jnp.argmin(t_loss, axis=0)
+            moved = live & jnp.any(good, axis=0)
+            new_c = jnp.take_along_axis(trial, pick[None, :, None], axis=0)[0]
+            new_c = jnp.where(moved[:, None], new_c, c)
+            return new_c, moved, jnp.take_along_axis(lams, pick[None], axis=0)[0]
+
+        cand, moved, picked = jax.lax.cond(
+            i < iterations, step, lambda _: (c, jnp.zeros_like(live), lam), None)
+        calls = calls + jnp.where(i < iterations, live * M + moved, 0)
+        live = live & (calls < limit)
+        return c, loss, JtJ, Jtr, lam, calls, live, cand, moved, picked, loss0
+
+    lam = jnp.full((B,), damping, c0.dtype)
+    inf = jnp.full((B,), jnp.inf, c0.dtype)
+    state = (c0, inf, jnp.zeros((B, K, K), c0.dtype), jnp.zeros((B, K), c0.dtype), lam,
+             live.astype(jnp.int32), live, c0, live, lam, inf)
+    c, loss, _, _, _, calls, _, _, _, _, loss0 = jax.lax.fori_loop(0, iterations + 1, body, state)
     return c, loss, calls, loss0
