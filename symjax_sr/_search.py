@@ -614,8 +614,9 @@ def _cycle(carry, temperature, *, evaluator, data, opts, curmaxsize):
     pop = Population(scatter(state.pop.op, cop), scatter(state.pop.arg, carg),
                      scatter(state.pop.const, cconst))
     C = freq_local.shape[1]
-    counts = jax.vmap(lambda c, a: jnp.zeros((C,)).at[jnp.clip(c.astype(jnp.int32), 0, C - 1)].add(a))(
-        ccplx, accept.astype(jnp.float32))
+    counts = jax.vmap(
+        lambda c, a: jnp.zeros((C,), freq_local.dtype).at[jnp.clip(c.astype(jnp.int32), 0, C - 1)].add(a)
+    )(ccplx, accept.astype(freq_local.dtype))
     new_state = SearchState(
         pop=pop,
         loss=scatter(state.loss, closs),
