@@ -66,6 +66,10 @@ class TemplateCallableEquation:
     def __init__(self, member, operators: OperatorSet, layout, equation: str, categories=None):
         self.member, self.operators, self.layout = member, operators, layout
         self.equation, self.categories = equation, categories
+        self._export = None  # `member.jax(...)` in float64, made at the first call
+
+    def __getstate__(self):  # the export holds local functions: rebuilt after unpickling
+        return {**self.__dict__, "_export": None}
 
     def __call__(self, X, category=None):
         import jax
@@ -81,7 +85,9 @@ class TemplateCallableEquation:
         elif category is not None:
             raise ValueError("This template takes no `category`; drop it.")
         with jax.enable_x64(True):
-            exp = self.member.jax(self.operators, self.layout)
+            if self._export is None:
+                self._export = self.member.jax(self.operators, self.layout)
+            exp = self._export
             return np.asarray(exp["callable"](jnp.asarray(X), exp["parameters"], codes))
 
     def __repr__(self):
@@ -122,14 +128,12 @@ def equations_table(entries, operators: OperatorSet, names: list[str], loss_scal
         table["lambda_format"] = [TemplateCallableEquation(m, operators, layout, eq, categories)
                                   for m, eq in zip(table["tree"], table["equation"])]
         columns.insert(4, "parameters")
-        table = table[columns]
-        table.insert(3, "score", compute_scores(table["loss"], table["complexity"], loss_scale))
-        return table
-    table["sympy_format"] = [tree_to_sympy(t, operators, names) for t in table["tree"]]
-    if categories is None:
+    elif categories is None:
+        table["sympy_format"] = [tree_to_sympy(t, operators, names) for t in table["tree"]]
         table["lambda_format"] = [CallableEquation(t, operators, eq)
                                   for t, eq in zip(table["tree"], table["equation"])]
     else:
+        table["sympy_format"] = [tree_to_sympy(t, operators, names) for t in table["tree"]]
         params = [e.params for e in entries if e.pareto]
         table["parameters"] = params
         table["lambda_format"] = [ParametricCallableEquation(t, operators, eq, p, categories)

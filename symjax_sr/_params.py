@@ -228,16 +228,10 @@ def build_search_options(
 
     spec = check_expression_spec(params["expression_spec"])
     n_params = int(spec.max_parameters) if isinstance(spec, ParametricExpressionSpec) else 0
-    if spec is not None and not n_params:
-        if template is None:
-            raise ValueError("A `TemplateExpressionSpec` needs its layout for the data "
-                             "(`_template.template_layout`); fit builds it.")
-        for name in ("complexity_mapping", "complexity_of_variables"):
-            value = complexity_of_variables if name == "complexity_of_variables" else None
-            if params[name] is not None or value is not None:
-                raise ValueError(f"`{name}` is not supported with TemplateExpressionSpec (its "
-                                 "sub-expressions see their arguments, not the features); drop it.")
-        n_features = max(template.arities)
+    is_template = spec is not None and not n_params
+    if is_template and template is None:
+        raise ValueError("A `TemplateExpressionSpec` needs its layout for the data "
+                         "(`_template.template_layout`); fit builds it.")
     if n_params and n_categories < 1:
         raise ValueError("`ParametricExpressionSpec` needs `category` in fit: one integer label "
                          "per row, e.g. `model.fit(X, y, category=c)`.")
@@ -286,6 +280,12 @@ def build_search_options(
         raise ValueError(f"`maxsize` must be >= 3, got {maxsize}.")
     cov = complexity_of_variables if complexity_of_variables is not None else params["complexity_of_variables"]
     mapping = params["complexity_mapping"]
+    if is_template:
+        for name, value in (("complexity_mapping", mapping), ("complexity_of_variables", cov)):
+            if value is not None:
+                raise ValueError(f"`{name}` is not supported with TemplateExpressionSpec (its "
+                                 "sub-expressions see their arguments, not the features); drop it.")
+        n_features = max(template.arities)
     if mapping is not None:
         from ._complexity import check_complexity_mapping
 
@@ -368,6 +368,6 @@ def build_search_options(
         n_params=n_params,
         n_categories=n_categories if n_params else 0,
         complexity_mapping=mapping,
-        template=template if n_params == 0 and spec is not None else None,
+        template=template if is_template else None,
     )
     return opts, dtype

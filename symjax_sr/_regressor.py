@@ -496,15 +496,16 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
                 raise ValueError("`category` is only used with `expression_spec=ParametricExpressionSpec(...)` "
                                  "or a TemplateExpressionSpec; set one or drop category.")
             return None, None
+        refused = dict(exclusive, guesses=self.guesses, denoise=self.denoise or None,
+                       loss_function_expression=self.loss_function_expression)
         if isinstance(spec, TemplateExpressionSpec):
-            refused = dict(exclusive, guesses=self.guesses, denoise=self.denoise or None,
-                           loss_function_expression=self.loss_function_expression,
-                           select_k_features=self.select_k_features,
+            refused.update(select_k_features=self.select_k_features,
                            output_torch_format=self.output_torch_format or None)
-            for name, value in refused.items():
-                if value is not None:
-                    raise ValueError(f"`{name}` is not supported with TemplateExpressionSpec; drop "
-                                     f"{name} or use a plain expression.")
+        for name, value in refused.items():
+            if value is not None:
+                raise ValueError(f"`{name}` is not supported with {type(spec).__name__} yet; "
+                                 f"drop {name} or use a plain expression.")
+        if isinstance(spec, TemplateExpressionSpec):
             return (None, None) if category is None else encode_category(category, n_rows)
         if category is None:
             raise ValueError("`expression_spec=ParametricExpressionSpec(...)` needs `category` in fit: "
@@ -513,12 +514,6 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         if clash:
             raise ValueError(f"Feature name(s) {sorted(clash)} are the names of the parameters; "
                              "rename those features.")
-        refused = dict(exclusive, guesses=self.guesses, denoise=self.denoise or None,
-                       loss_function_expression=self.loss_function_expression)
-        for name, value in refused.items():
-            if value is not None:
-                raise ValueError(f"`{name}` is not supported with ParametricExpressionSpec yet; "
-                                 f"drop {name} or use a plain expression.")
         return encode_category(category, n_rows)
 
     def _to_input_features(self, entries):

@@ -43,6 +43,7 @@ from ._options import SearchOptions
 from ._parametric import used_parameters
 from ._random import random_population, random_tree
 from ._simplify import simplify
+from ._template import sub_slice
 from ._tree import Population
 from ._units import dimension_violations
 
@@ -178,8 +179,8 @@ def _per_sub(fn, op, arg, const, opts: SearchOptions):
         o, a, c = fn(op, arg, const)
         return o, a, _with_tail(c, const, opts)
     Ls, Kc, S = opts.sub_length, opts.const_slots, opts.n_sub
-    outs = [fn(op[..., k * Ls:(k + 1) * Ls], arg[..., k * Ls:(k + 1) * Ls],
-               const[..., k * Kc:(k + 1) * Kc]) for k in range(S)]
+    outs = [fn(sub_slice(op, k, Ls), sub_slice(arg, k, Ls), sub_slice(const, k, Kc))
+            for k in range(S)]
     cat = lambda i: jnp.concatenate([o[i] for o in outs], axis=-1)  # noqa: E731
     return cat(0), cat(1), jnp.concatenate([cat(2), const[..., S * Kc:]], axis=-1)
 

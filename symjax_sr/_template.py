@@ -39,7 +39,8 @@ from ._operators import CONST
 from ._tree import Population, Tree
 
 __all__ = ["TemplateExpressionSpec", "TemplateLayout", "TemplateEvaluator", "TemplateMember",
-           "template_layout", "call_combine", "argument_names"]
+           "template_layout", "call_combine", "combine_rows", "argument_names", "placeholders",
+           "with_argument_symbols", "sub_slice"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -135,6 +136,27 @@ def call_combine(layout: TemplateLayout, functions: Mapping, columns, params: Ma
     return layout.combine(**{k: v for k, v in kw.items() if k in layout.accepted})
 
 
+def argument_columns(args, n: int, dtype):
+    """A sub-expression call's arguments as columns `[n, a]` (scalars broadcast to the rows)."""
+    return jnp.stack([jnp.broadcast_to(jnp.asarray(a, dtype), (n,)) for a in args], axis=-1)
+
+
+def combine_rows(layout: TemplateLayout, evaluate: Callable, X, params: Mapping, category=None):
+    """`combine` on the rows of `X [N, F]`, expression `e` computed by
+    `evaluate(e, columns [N, a])`: what `jax()` and the equinox module run."""
+    X = jnp.asarray(X)
+    n = X.shape[0]
+    if layout.n_categories and category is None:
+        raise ValueError("This template takes `category`: pass each row's category code (its "
+                         "column in `categories_`).")
+    funcs = {e: (lambda *args, e=e: evaluate(e, argument_columns(args, n, X.dtype)))
+             for e in layout.expressions}
+    params = {k: jnp.asarray(v, X.dtype) for k, v in params.items()}
+    cat = None if category is None else jnp.asarray(category)
+    out = call_combine(layout, funcs, [X[:, i] for i in range(X.shape[1])], params, cat)
+    return jnp.broadcast_to(out, (n,))
+
+
 def template_layout(spec: TemplateExpressionSpec, feature_names: Sequence[str],
                     n_categories: int = 0) -> TemplateLayout:
     """Check `spec` against the data's features (and categories) and read each
@@ -217,19 +239,28 @@ def template_layout(spec: TemplateExpressionSpec, feature_names: Sequence[str],
                           n_categories, accepted)
 
 
-def _placeholders(a: int) -> list[str]:
-    """Variable names for printing a sub-tree, swapped for `#1 .. #a` afterwards."""
+def placeholders(a: int) -> list[str]:
+    """Variable names for printing or exporting a sub-tree (identifiers, as the printers
+    and sympy2jax need), swapped for `#1 .. #a` afterwards."""
     return [f"argph{i + 1}x" for i in range(a)]
 
 
 def _unplace(text: str, a: int, form: str, latex: bool = False) -> str:
-    for i, n in enumerate(_placeholders(a)):
+    for i, n in enumerate(placeholders(a)):
         text = text.replace(rf"\mathrm{{{n}}}" if latex else n, form.format(i + 1))
-        text = text.replace(n, form.format(i + 1))
     return text
 
 
-def _sub(x, k: int, size: int):
+def with_argument_symbols(expr, a: int):
+    """A SymPy expression in `placeholders(a)` rewritten in the symbols `#1 .. #a`."""
+    import sympy
+
+    return expr.xreplace({sympy.Symbol(n): sympy.Symbol(f"#{i + 1}")
+                          for i, n in enumerate(placeholders(a))})
+
+
+def sub_slice(x, k: int, size: int):
+    """Slice `k` of length `size` of the last axis (sub-tree `k`'s nodes or constants)."""
     return x[..., k * size:(k + 1) * size]
 
 
@@ -256,12 +287,11 @@ class TemplateEvaluator(Evaluator):
             oks = []
 
             def expression(k):
-                sub = Population(_sub(op, k, Ls)[None], _sub(arg, k, Ls)[None],
-                                 _sub(const[:lay.n_sub * Kc], k, Kc)[None])
+                sub = Population(sub_slice(op, k, Ls)[None], sub_slice(arg, k, Ls)[None],
+                                 sub_slice(const[:lay.n_sub * Kc], k, Kc)[None])
 
                 def f(*args):
-                    Xs = jnp.stack([jnp.broadcast_to(jnp.asarray(a, dtype), (N,)) for a in args])
-                    pred, ok = self.base.predict(sub, Xs)
+                    pred, ok = self.base.predict(sub, argument_columns(args, N, dtype).T)
                     oks.append(ok[0])
                     return jnp.where(ok[0], pred[0], 0.0)  # clean values into `combine`
                 return f
@@ -283,7 +313,7 @@ class TemplateEvaluator(Evaluator):
         lay, Ls, Kc = self.layout, self.sub_length, self.const_slots
         parts = []
         for k in range(lay.n_sub):
-            count = (_sub(pop.op, k, Ls) == CONST).sum(axis=-1)
+            count = (sub_slice(pop.op, k, Ls) == CONST).sum(axis=-1)
             parts.append(jnp.arange(Kc)[None, :] < count[:, None])
         parts.append(jnp.ones((pop.op.shape[0], lay.n_param_values), bool))
         return jnp.concatenate(parts, axis=1)
@@ -307,8 +337,8 @@ class TemplateMember:
         op, arg, const = np.asarray(op), np.asarray(arg), np.asarray(const)
         trees = []
         for k in range(layout.n_sub):
-            sub = Population(_sub(op, k, sub_length)[None], _sub(arg, k, sub_length)[None],
-                             _sub(const[:layout.n_sub * const_slots], k, const_slots)[None])
+            sub = Population(sub_slice(op, k, sub_length)[None], sub_slice(arg, k, sub_length)[None],
+                             sub_slice(const[:layout.n_sub * const_slots], k, const_slots)[None])
             trees.append(sub.tree(0))
         return cls(tuple(trees), const[layout.n_sub * const_slots:].copy())
 
@@ -322,7 +352,7 @@ class TemplateMember:
 
         parts = []
         for e, a, t in zip(layout.expressions, layout.arities, self.trees):
-            text = tree_to_string(t, operators, _placeholders(a), precision=precision)
+            text = tree_to_string(t, operators, placeholders(a), precision=precision)
             parts.append(f"{e} = {_unplace(text, a, '#{}')}")
         for name, v in self.parameters(layout).items():
             vals = ", ".join(f"{x:.{precision or 6}g}" for x in v)
@@ -331,22 +361,16 @@ class TemplateMember:
 
     def to_sympy(self, operators, layout: TemplateLayout) -> dict:
         """`{expression: SymPy expression}` in the arguments `#1 .. #a`."""
-        import sympy
-
         from ._sympy import tree_to_sympy
 
-        out = {}
-        for e, a, t in zip(layout.expressions, layout.arities, self.trees):
-            expr = tree_to_sympy(t, operators, _placeholders(a))
-            out[e] = expr.xreplace({sympy.Symbol(n): sympy.Symbol(f"#{i + 1}")
-                                    for i, n in enumerate(_placeholders(a))})
-        return out
+        return {e: with_argument_symbols(tree_to_sympy(t, operators, placeholders(a)), a)
+                for e, a, t in zip(layout.expressions, layout.arities, self.trees)}
 
     def to_latex(self, operators, layout: TemplateLayout, precision: int = 3) -> dict:
         """`{expression: LaTeX}` in the arguments `\\#1 .. \\#a`."""
         from ._sympy import tree_to_latex
 
-        return {e: _unplace(tree_to_latex(t, operators, _placeholders(a), precision), a,
+        return {e: _unplace(tree_to_latex(t, operators, placeholders(a), precision), a,
                             r"\#{}", latex=True)
                 for e, a, t in zip(layout.expressions, layout.arities, self.trees)}
 
@@ -359,23 +383,8 @@ class TemplateMember:
         pnames = [p for p, _ in layout.parameters]
 
         def f(X, parameters, category=None):
-            X = jnp.asarray(X)
-            if layout.n_categories and category is None:
-                raise ValueError("This template takes `category`: pass each row's category code "
-                                 "(its column in `categories_`).")
-
-            def expression(e):
-                def g(*args):
-                    n = X.shape[0]
-                    cols = [jnp.broadcast_to(jnp.asarray(a, X.dtype), (n,)) for a in args]
-                    return subs[e]["callable"](jnp.stack(cols, axis=1), parameters[e])
-                return g
-
-            funcs = {e: expression(e) for e in layout.expressions}
-            params = {p: jnp.asarray(parameters[p], X.dtype) for p in pnames}
-            cat = None if category is None else jnp.asarray(category)
-            out = call_combine(layout, funcs, [X[:, i] for i in range(X.shape[1])], params, cat)
-            return jnp.broadcast_to(out, (X.shape[0],))
+            return combine_rows(layout, lambda e, cols: subs[e]["callable"](cols, parameters[e]),
+                                X, {p: parameters[p] for p in pnames}, category)
 
         values = {e: s["parameters"] for e, s in subs.items()}
         values.update({k: jnp.asarray(v) for k, v in self.parameters(layout).items()})

@@ -210,40 +210,25 @@ class TemplateEquinoxExpression(eqx.Module):
     layout: object = eqx.field(static=True)
 
     def __call__(self, X, category=None):
-        from .._template import call_combine
+        from .._template import combine_rows
 
-        X = jnp.asarray(X)
-        n = X.shape[0]
-
-        def expression(module):
-            def f(*args):
-                cols = [jnp.broadcast_to(jnp.asarray(a, X.dtype), (n,)) for a in args]
-                return module(jnp.stack(cols, axis=-1))
-            return f
-
-        funcs = {e: expression(m) for e, m in self.expressions.items()}
-        params = {k: jnp.asarray(v, X.dtype) for k, v in self.parameters.items()}
-        cat = None if category is None else jnp.asarray(category)
-        out = call_combine(self.layout, funcs, [X[:, i] for i in range(X.shape[1])], params, cat)
-        return jnp.broadcast_to(out, (n,))
+        return combine_rows(self.layout, lambda e, cols: self.expressions[e](cols), X,
+                            self.parameters, category)
 
     def sympy(self):
         """`{expression: SymPy}` with the current constants, in the arguments `#1 .. #a`."""
-        from .._template import _placeholders
+        from .._template import with_argument_symbols
 
-        out = {}
-        for (e, m), a in zip(self.expressions.items(), self.layout.arities):
-            out[e] = m.sympy().xreplace({sympy.Symbol(n): sympy.Symbol(f"#{i + 1}")
-                                         for i, n in enumerate(_placeholders(a))})
-        return out
+        return {e: with_argument_symbols(m.sympy(), a)
+                for (e, m), a in zip(self.expressions.items(), self.layout.arities)}
 
 
 def template_to_equinox(member, operators: OperatorSet, layout, dtype=None) -> TemplateEquinoxExpression:
     """A `TemplateMember` (one row of a template fit's `equations_["tree"]`) as a
     `TemplateEquinoxExpression`."""
-    from .._template import _placeholders
+    from .._template import placeholders
 
-    exprs = {e: to_equinox(t, operators=operators, variable_names=_placeholders(a), dtype=dtype)
+    exprs = {e: to_equinox(t, operators=operators, variable_names=placeholders(a), dtype=dtype)
              for e, a, t in zip(layout.expressions, layout.arities, member.trees)}
     params = {k: jnp.asarray(v, dtype) for k, v in member.parameters(layout).items()}
     return TemplateEquinoxExpression(exprs, params, layout)
