@@ -25,7 +25,7 @@ def _demo(args) -> int:
         population_size=27,
         ncycles_per_iteration=100,
         maxsize=20,
-        early_stop_condition=lambda loss, complexity: loss < 1e-6 and complexity <= 12,
+        early_stop_condition="stop_if(loss, complexity) = loss < 1e-6 && complexity <= 12",  # PySR's form
         random_state=args.seed,
         deterministic=True,  # the same table on every run, and no kernel timing before the fit
         output_directory=args.output_directory,

@@ -19,6 +19,7 @@ from ._losses import parse_elementwise_loss
 from ._operators import OperatorSet, make_operator_set
 from ._options import MutationWeights, SearchOptions
 from ._selection import MODEL_SELECTIONS
+from ._stopping import stop_condition
 
 __all__ = ["PYSR_DEFAULTS", "JULIA_ONLY", "check_unknown_kwargs", "build_search_options"]
 
@@ -262,6 +263,7 @@ def build_search_options(
                     f"`loss_function_expression` and `{other}` are both set; drop `{other}` "
                     "(`loss_function_expression` computes the whole loss from the candidate)."
                 )
+    stop_condition(params["early_stop_condition"])  # a bad string or type fails here, before compiling
     if params["deterministic"] and params["random_state"] is None:
         raise ValueError("`deterministic=True` needs a `random_state`; set one, e.g. random_state=0.")
     dtype = _dtype(params["precision"])

@@ -28,6 +28,7 @@ from ._memory import available_bytes, check_memory, program_bytes
 from ._options import SearchOptions
 from ._parametric import ParametricEvaluator
 from ._search import SearchData, SearchState, baseline_loss, init_state, iteration
+from ._stopping import stop_condition
 from ._template import TemplateEvaluator, TemplateMember
 from ._tree import Population, Tree
 
@@ -235,7 +236,7 @@ def run_search(
     random_state: int | None = None,
     timeout_in_seconds: float | None = None,
     max_evals: float | None = None,
-    early_stop_condition: float | Callable[[float, int], bool] | None = None,
+    early_stop_condition: float | str | Callable[[float, int], bool] | None = None,
     evaluator: Any = "reference",
     callback: Callable[[SearchState, dict], None] | None = None,
     state: SearchState | None = None,
@@ -257,6 +258,7 @@ def run_search(
     opts.n_categories - 1`, and `X` has the `n_features - n_params` real features.
     """
     X = check_data(X)
+    early_stop_condition = stop_condition(early_stop_condition)
     y = np.asarray(y)
     if y.ndim != 1 or y.shape[0] != X.shape[0]:
         raise ValueError(f"`y` must be 1-D with {X.shape[0]} rows to match X, got shape {y.shape}.")

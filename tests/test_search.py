@@ -188,6 +188,15 @@ def test_stop_on_early_stop_condition_callable():
     assert r.iterations < 50
 
 
+def test_stop_on_early_stop_condition_julia_string():
+    # PySR's string form: the same rule as the callable test above
+    r = _run(niterations=50,
+             early_stop_condition="stop_if(loss, complexity) = complexity >= 5 && loss < 3.1")
+    assert r.stopped_because == "early_stop_condition"
+    assert any(e.complexity >= 5 and e.loss < 3.1 for e in r.hall_of_fame)
+    assert r.iterations < 50
+
+
 def test_stop_on_timeout_and_niterations():
     # the clock starts before compilation, so a tiny timeout stops after one iteration
     r = _run(niterations=50, timeout_in_seconds=1e-9)
