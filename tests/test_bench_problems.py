@@ -108,3 +108,22 @@ def test_r2():
     assert r2_score(yv, yv) == 1.0
     assert r2_score(yv, np.full(3, 2.0)) == 0.0
     assert r2_score(yv, np.array([1.0, np.nan, 3.0])) == -np.inf
+
+
+def test_time_limit_repeats_a_swallowed_alarm_quietly(capsys):
+    import time
+
+    from symjax_sr.bench._problems import _time_limit, _Timeout
+
+    class SlowFinaliser:
+        def __del__(self):  # the alarm lands here, where Python can only report it
+            end = time.perf_counter() + 0.3
+            while time.perf_counter() < end:
+                pass
+
+    with pytest.raises(_Timeout):
+        with _time_limit(0.05):
+            obj = SlowFinaliser()
+            del obj
+            time.sleep(5)  # the repeated alarm interrupts this
+    assert "Exception ignored" not in capsys.readouterr().err

@@ -24,6 +24,7 @@ import dataclasses
 import json
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -151,14 +152,21 @@ def _time_limit(seconds: float | None):
     def handler(signum, frame):
         raise _Timeout
 
-    previous = signal.signal(signal.SIGALRM, handler)
-    # re-fires every 0.5 s: an alarm that lands in a callback that swallows it is repeated
+    def unraisable(info):  # the swallowed alarm: repeated below, not worth a traceback
+        if not isinstance(info.exc_value, _Timeout):
+            hook(info)
+
+    previous, hook = signal.signal(signal.SIGALRM, handler), sys.unraisablehook
+    sys.unraisablehook = unraisable
+    # re-fires every 0.5 s: an alarm that lands in a callback that swallows it (a garbage
+    # collector callback, say) is repeated
     signal.setitimer(signal.ITIMER_REAL, seconds, 0.5)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        sys.unraisablehook = hook
 
 
 def _numerically_constant(expr: sympy.Expr, points) -> bool | None:
