@@ -2,8 +2,8 @@
 
 `X [B, N, F]`, `y [B, N]` (one formula per sensor, cell, pixel ...) run as B searches
 at once: the PySR iteration of `_search.py` is vmapped over a problem axis beside the
-island axis, so B problems cost one compiled search and one dispatch per iteration
-half instead of B of each. Each problem keeps its own data, baseline, random stream
+island axis, so B problems cost one compiled program and one dispatch per iteration
+instead of B of each. Each problem keeps its own data, baseline, random stream
 (`random_state + b` by default) and hall of fame, and returns PySR's equations table.
 """
 
@@ -31,9 +31,8 @@ from ._run import (
     _pad_rows,
     hall_of_fame_entries,
     padded_rows,
-    search_programs,
 )
-from ._search import SearchData, baseline_loss, evolve, finish, init_state
+from ._search import SearchData, baseline_loss, init_state, iteration
 
 __all__ = ["search_many", "ManyResult"]
 
@@ -52,13 +51,8 @@ def _init_many(keys, evaluator, data, opts, curmaxsize):
     return jax.vmap(lambda k, d: init_state(k, evaluator, d, opts, curmaxsize))(keys, data)
 
 
-def _evolve_many(state, evaluator, data, opts, curmaxsize):
-    return jax.vmap(lambda s, d: evolve(s, evaluator, d, opts, curmaxsize))(state, data)
-
-
-def _finish_many(state, freq_local, n_evals, evaluator, data, opts):
-    return jax.vmap(lambda s, f, n, d: finish(s, f, n, evaluator, d, opts))(
-        state, freq_local, n_evals, data)
+def _iteration_many(state, evaluator, data, opts, curmaxsize):
+    return jax.vmap(lambda s, d: iteration(s, evaluator, d, opts, curmaxsize))(state, data)
 
 
 def _baseline_many(evaluator, data, opts):
@@ -66,8 +60,7 @@ def _baseline_many(evaluator, data, opts):
 
 
 _INIT_MANY = jax.jit(_init_many, static_argnames=("evaluator", "opts"))
-_EVOLVE_MANY = jax.jit(_evolve_many, static_argnames=("evaluator", "opts"))
-_FINISH_MANY = jax.jit(_finish_many, static_argnames=("evaluator", "opts"))
+_ITERATION_MANY = jax.jit(_iteration_many, static_argnames=("evaluator", "opts"))
 _BASELINE_MANY = jax.jit(_baseline_many, static_argnames=("evaluator", "opts"))
 
 
@@ -141,8 +134,8 @@ def _run(X, y, opts, names, seeds, evaluator, niterations, timeout, early, dtype
     data = data._replace(baseline=_compiled(_BASELINE_MANY, ev, popts, data=data)(data=data))
     keys = jnp.stack([jax.random.key(s, impl="rbg") for s in seeds])
     init = dict(keys=keys, data=data, curmaxsize=jnp.int32(_cur_maxsize(popts, 0, niterations)))
-    make, step, _ = search_programs((_INIT_MANY, _EVOLVE_MANY, _FINISH_MANY), ev, popts, data, init)
-    state = make(**init)
+    state = _compiled(_INIT_MANY, ev, popts, **init)(**init)
+    step = _compiled(_ITERATION_MANY, ev, popts, state=state, data=data, curmaxsize=jnp.int32(0))
     compile_s = time.perf_counter() - t0
     start = time.perf_counter()
     evals = np.zeros(B)

@@ -9,7 +9,6 @@ calls the user's callback (progress printing, checkpointing).
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import contextlib
 import dataclasses
 import math
@@ -28,7 +27,7 @@ from ._hall_of_fame import pareto_mask
 from ._memory import available_bytes, check_memory, program_bytes
 from ._options import SearchOptions
 from ._parametric import ParametricEvaluator
-from ._search import SearchData, SearchState, baseline_loss, evolve, finish, init_state
+from ._search import SearchData, SearchState, baseline_loss, init_state, iteration
 from ._stopping import stop_condition
 from ._template import TemplateEvaluator, TemplateMember
 from ._tree import Population, Tree
@@ -119,8 +118,7 @@ def _sigint_flag():
         signal.signal(signal.SIGINT, previous)
 
 
-_EVOLVE = jax.jit(evolve, static_argnames=("evaluator", "opts"))
-_FINISH = jax.jit(finish, static_argnames=("evaluator", "opts"))
+_ITERATION = jax.jit(iteration, static_argnames=("evaluator", "opts"))
 _INIT = jax.jit(init_state, static_argnames=("evaluator", "opts"))
 _BASELINE = jax.jit(baseline_loss, static_argnames=("evaluator", "opts"))
 
@@ -134,78 +132,23 @@ COMPILED_MAX = 24
 _STATS = {"compiles": 0}
 
 
-def _cache_key(fn, ev, opts, dynamic):
-    leaves, treedef = jax.tree.flatten(dynamic)
-    sig = tuple((tuple(np.shape(x)), str(x.dtype if hasattr(x, "dtype") else jnp.result_type(x)))
-                for x in leaves)  # arrays and `jax.ShapeDtypeStruct`s alike
-    return (fn, opts, ev, treedef, sig)
-
-
 def _compiled(fn, ev, opts, **dynamic):
     """`fn(evaluator=ev, opts=opts, **dynamic)`, compiled ahead of time for these shapes and
     taken from the bounded cache shared by every fit in the process; call it with
     `**dynamic`."""
-    return _compiled_together((fn, ev, opts, dynamic))[0]
-
-
-def _compiled_together(*jobs):
-    """`_compiled` of several `(fn, ev, opts, dynamic)` programs at once (`dynamic` may hold
-    `jax.ShapeDtypeStruct`s). Each program is traced and lowered in turn and handed to its
-    own thread to compile while the next is lowered: XLA compiles outside the GIL, so the
-    wall time is about the longest compile rather than the sum where cores are free."""
-    out, todo = [None] * len(jobs), []
-    for i, (fn, ev, opts, dynamic) in enumerate(jobs):
-        key = _cache_key(fn, ev, opts, dynamic)
-        if key in _COMPILED:
-            _COMPILED.move_to_end(key)
-            out[i] = _COMPILED[key]
-        else:
-            todo.append((i, key, fn, ev, opts, dynamic))
-    if len(todo) == 1:
-        i, key, fn, ev, opts, dynamic = todo[0]
-        done = [(i, key, fn.lower(evaluator=ev, opts=opts, **dynamic).compile())]
-    elif todo:
-        with concurrent.futures.ThreadPoolExecutor(len(todo), "symjax_sr-compile") as pool:
-            futures = [(i, key, pool.submit(fn.lower(evaluator=ev, opts=opts, **dynamic).compile))
-                       for i, key, fn, ev, opts, dynamic in todo]
-            done = [(i, key, f.result()) for i, key, f in futures]
-    else:
-        done = []
-    for i, key, compiled in done:
-        _STATS["compiles"] += 1
-        _COMPILED[key] = out[i] = compiled
+    leaves, treedef = jax.tree.flatten(dynamic)
+    key = (fn, opts, ev, treedef, tuple((jnp.shape(x), str(jnp.result_type(x))) for x in leaves))
+    if key in _COMPILED:
+        _COMPILED.move_to_end(key)
+        return _COMPILED[key]
+    compiled = fn.lower(evaluator=ev, opts=opts, **dynamic).compile()
+    _STATS["compiles"] += 1
+    _COMPILED[key] = compiled
     evicted = set()
     while len(_COMPILED) > COMPILED_MAX:
         evicted.add(_COMPILED.popitem(last=False)[0][0])
     _release_traces(evicted)
-    return out
-
-
-def search_programs(fns, ev, opts, data, init=None, state=None):
-    """The compiled programs of a search, compiled side by side: the initial state
-    (`fns[0]`, when `init` holds its arguments; else `state` is the start) and the two
-    halves of the iteration (`fns[1:]`: `evolve`, `finish` or their batched forms).
-    Returns `(make or None, step, memory_bytes)` where `step(state, data, curmaxsize)`
-    runs one iteration and `memory_bytes` is what the larger half holds (they run one
-    after the other)."""
-    init_fn, evolve_fn, finish_fn = fns
-    jobs = []
-    if init is not None:
-        jobs.append((init_fn, ev, opts, init))
-        state = init_fn.eval_shape(evaluator=ev, opts=opts, **init)
-    cur0 = jnp.int32(0)
-    evolved = evolve_fn.eval_shape(state=state, evaluator=ev, data=data, opts=opts, curmaxsize=cur0)
-    jobs.append((evolve_fn, ev, opts, dict(state=state, data=data, curmaxsize=cur0)))
-    jobs.append((finish_fn, ev, opts, dict(state=evolved[0], freq_local=evolved[1],
-                                           n_evals=evolved[2], data=data)))
-    *make, evolve_step, finish_step = _compiled_together(*jobs)
-
-    def step(state, data, curmaxsize):
-        state, freq_local, n_evals = evolve_step(state=state, data=data, curmaxsize=curmaxsize)
-        return finish_step(state=state, freq_local=freq_local, n_evals=n_evals, data=data)
-
-    sizes = [program_bytes(evolve_step), program_bytes(finish_step)]
-    return (make[0] if make else None), step, (None if None in sizes else max(sizes))
+    return compiled
 
 
 def _release_traces(fns) -> None:
@@ -392,15 +335,15 @@ def run_search(
     device = next(iter(Xt.devices()))
     plan = dict(free=available_bytes(device), rows=n_rows, batching=opts.batching,
                 lanes=opts.populations * opts.population_size)
-    init = None
     if state is None:
         key = jax.random.key(0 if random_state is None else int(random_state), impl="rbg")
         init = dict(key=key, data=data, curmaxsize=jnp.int32(_cur_maxsize(opts, 0, niterations)),
                     seeds=None if seeds is None else jax.tree.map(lambda a: jnp.asarray(a), seeds))
-    make, step, memory_bytes = search_programs((_INIT, _EVOLVE, _FINISH), ev, opts, data, init, state)
-    if make is not None:
+        make = _compiled(_INIT, ev, opts, **init)
         check_memory(program_bytes(make), **plan)
         state = make(**init)
+    step = _compiled(_ITERATION, ev, opts, state=state, data=data, curmaxsize=jnp.int32(0))
+    memory_bytes = program_bytes(step)
     check_memory(memory_bytes, **plan)  # before the first iteration, not mid-run
     compile_s = time.perf_counter() - t0
     start = time.perf_counter()

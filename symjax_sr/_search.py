@@ -47,7 +47,7 @@ from ._template import sub_slice
 from ._tree import Population
 from ._units import dimension_violations
 
-__all__ = ["SearchState", "SearchData", "init_state", "evolve", "finish", "iteration"]
+__all__ = ["SearchState", "SearchData", "init_state", "iteration"]
 
 _WINDOW = 100_000.0  # PySR's adaptive-parsimony window (counts)
 _SIMPLIFY = MUTATIONS.index("simplify")
@@ -667,16 +667,14 @@ def _migrate(key, pop, loss, cost, cplx, birth, clock, pool, pool_loss, pool_cpl
     )
 
 
-def evolve(
+def iteration(
     state: SearchState,
     evaluator: Evaluator,
     data: SearchData,
     opts: SearchOptions,
     curmaxsize: Int[Array, ""],
-) -> tuple[SearchState, Float[Array, "I C"], Float[Array, ""]]:
-    """The first part of an iteration: `ncycles_per_iteration` cycles of regularised
-    evolution on every island. Returns the state, each island's complexity counts of
-    this iteration and the evaluations done."""
+) -> tuple[SearchState, Float[Array, ""]]:
+    """One PySR iteration on every island. Returns the new state and the evaluations done."""
     I, P = state.loss.shape
     if opts.annealing:
         temps = jnp.linspace(1.0, 0.0, opts.ncycles_per_iteration)
@@ -685,21 +683,8 @@ def evolve(
     freq_local = jnp.broadcast_to(state.freq, (I,) + state.freq.shape)
     body = lambda c, t: _cycle(c, t, evaluator=evaluator, data=data, opts=opts, curmaxsize=curmaxsize)  # noqa: E731
     (state, freq_local), cycle_evals = jax.lax.scan(body, (state, freq_local), temps)
-    return state, freq_local, cycle_evals.sum()
+    n_evals = cycle_evals.sum()
 
-
-def finish(
-    state: SearchState,
-    freq_local: Float[Array, "I C"],
-    n_evals: Float[Array, ""],
-    evaluator: Evaluator,
-    data: SearchData,
-    opts: SearchOptions,
-) -> tuple[SearchState, Float[Array, ""]]:
-    """The end of an iteration, after `evolve`: simplification, constant fitting, the
-    hall of fame, migration and the complexity window. A program of its own, so that
-    the two halves compile side by side (`_run`)."""
-    I, P = state.loss.shape
     key, k_opt, k_mask, k_mig, k_hof = jax.random.split(state.key, 5)
     pop = state.pop
     if opts.should_simplify:
@@ -763,14 +748,3 @@ def finish(
     return new_state, n_evals
 
 
-def iteration(
-    state: SearchState,
-    evaluator: Evaluator,
-    data: SearchData,
-    opts: SearchOptions,
-    curmaxsize: Int[Array, ""],
-) -> tuple[SearchState, Float[Array, ""]]:
-    """One PySR iteration on every island (`evolve`, then `finish`). Returns the new
-    state and the evaluations done."""
-    state, freq_local, n_evals = evolve(state, evaluator, data, opts, curmaxsize)
-    return finish(state, freq_local, n_evals, evaluator, data, opts)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import sympy
 
-import symjax_sr._run as run_mod
 import symjax_sr._search as search_mod
+import symjax_sr._run as run_mod
 from symjax_sr import (
     Complexities,
     Population,
@@ -27,7 +27,7 @@ from symjax_sr import (
 from symjax_sr._numpy_eval import evaluate_tree_numpy
 from symjax_sr._operators import PAD, VAR
 from symjax_sr._options import SearchOptions
-from symjax_sr._run import _EVOLVE, _FINISH, hall_of_fame_entries, run_search
+from symjax_sr._run import _ITERATION, hall_of_fame_entries, run_search
 from symjax_sr._selection import compute_scores, select_index
 from symjax_sr.bench._problems import symbolically_equivalent
 
@@ -92,26 +92,17 @@ def test_iteration_is_traced_at_most_once(monkeypatch):
     data = SearchData(jnp.asarray(Xp.T, jnp.float32), jnp.asarray(Yp, jnp.float32),
                       jnp.asarray(Wp, jnp.float32), jnp.asarray(1.0, jnp.float32), jnp.int32(2))
     state = result.state
-
-    def step(state, cur):  # as `run_search` lowers the two halves
-        state, freq_local, n = _EVOLVE(state=state, evaluator=ev, data=data, opts=opts,
-                                       curmaxsize=jnp.int32(cur))
-        return _FINISH(state=state, freq_local=freq_local, n_evals=n, evaluator=ev, data=data,
-                       opts=opts)
-
-    def cache_sizes():
-        return _EVOLVE._cache_size(), _FINISH._cache_size()
-
-    before = cache_sizes()
+    size_before = _ITERATION._cache_size()
     for cur in (3, 7, 14):
-        state, evals = step(state, cur)
+        state, evals = _ITERATION(state=state, evaluator=ev, data=data, opts=opts,
+                                  curmaxsize=jnp.int32(cur))  # as `run_search` lowers it
         assert float(evals) > 0
     assert len(traces) <= 1
-    assert all(after <= b + 1 for after, b in zip(cache_sizes(), before))
+    assert _ITERATION._cache_size() <= size_before + 1
     sizes = []
     for cur in (4, 9):
-        state, _ = step(state, cur)
-        sizes.append(cache_sizes())
+        state, _ = _ITERATION(state=state, evaluator=ev, data=data, opts=opts, curmaxsize=jnp.int32(cur))
+        sizes.append(_ITERATION._cache_size())
     assert sizes[0] == sizes[1]
 
 
