@@ -9,9 +9,12 @@ conditions in [0, 1]² the orbits stay inside x, y > -0.75, so 1+x and 1+y stay 
 1. train: a neural ODE (equinox MLP vector field, diffrax Tsit5, optax Adam) on trajectories;
 2. regress: sample the learned field at points of the trajectories and `distill` it,
    one formula per output, with + - * / only;
-3. fine-tune: swap the formulas in for the MLP (`swap_in`) and fit their constants
+3. choose: for each output, roll out the Pareto formulas near the search's choice in
+   place of that output of the network, and keep the simplest that fits the
+   trajectories as well as the best of them;
+4. fine-tune: swap the formulas in for the MLP (`swap_in`) and fit their constants
    through the ODE solve on the same trajectories;
-4. quantise the constants to 0.01 (`quantise_to`) and check the formulas: equal to
+5. quantise the constants to 0.01 (`quantise_to`) and check the formulas: equal to
    [x1/(x1 + 1), -x0/(x0 + 1)] (full run), or of the form a·x1/(x1 + b), -a·x0/(x0 + b)
    with a, b within `--tolerance` of 1 (`--quick`). Exits with status 1 if not.
 """
@@ -28,18 +31,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import scipy.optimize
 import sympy
 
-from symjax_sr import distill, quantise_to, stack_equinox, swap_in
+from symjax_sr import distill, quantise_to, stack_equinox, swap_in, to_equinox
 
 TRUTH = ["x1/(x1 + 1)", "-x0/(x0 + 1)"]
+VARS = sympy.symbols("x0 x1")
 
 # Full run and --quick: trajectories, training, sampling, search, fine-tuning.
 SETTINGS = {
     "full": dict(n_traj=64, n_times=41, t1=3.0, train_steps=2000, samples=2000,
                  niterations=50, finetune_steps=400),
     "quick": dict(n_traj=32, n_times=21, t1=3.0, train_steps=1000, samples=500,
-                  niterations=20, finetune_steps=200),
+                  niterations=40, finetune_steps=200),
 }
 
 SEARCH = dict(  # small islands, many iterations: finds both fractions on 2 CPU cores
@@ -87,6 +92,61 @@ def make_data(key, n_traj, n_times, t1):
         ).ys
 
     return ts, z0, jax.jit(jax.vmap(one))(z0)
+
+
+class OneReplaced(eqx.Module):
+    """The network's field with output `j` given by a formula: one candidate, rolled out."""
+
+    network: eqx.Module
+    formula: eqx.Module
+    j: int = eqx.field(static=True)
+
+    def __call__(self, z):
+        return self.network(z).at[self.j].set(self.formula(z))
+
+
+def refit(expr, X, target):
+    """`expr` with its constants fitted to `target` on `X` (scipy's least squares), so
+    that candidates are compared at their best constants: the search's hall of fame may
+    hold a structure whose constants it has not fitted yet."""
+    consts = sorted(expr.atoms(sympy.Float), key=str)
+    if not consts:
+        return expr, float(np.mean((np.asarray(sympy.lambdify(VARS, expr)(*X.T)) - target) ** 2))
+    cs = sympy.symbols(f"c0:{len(consts)}")
+    form = expr.xreplace(dict(zip(consts, cs)))
+    f = sympy.lambdify((*VARS, *cs), form, "numpy")
+    with np.errstate(all="ignore"):
+        fit = scipy.optimize.least_squares(
+            lambda c: np.nan_to_num(f(*X.T, *c) - target, nan=1e6, posinf=1e6, neginf=-1e6),
+            np.array([float(c) for c in consts]))
+    return form.xreplace(dict(zip(cs, map(sympy.Float, fit.x)))), float(np.mean(fit.fun ** 2))
+
+
+def choose(model, node, X, z0, ts, ys, *, within=10.0, factor=1.5, most=4):
+    """The formula to fine-tune for each output, chosen by the trajectories, not only by
+    the field samples (a formula can fit the network's own error on them with an extra
+    term). Candidates: the Pareto formulas no more complex than the search's choice,
+    constants merged (`canonical`) and refitted to the field samples (`refit`), whose
+    loss is within `within`x of the best refitted one (at most `most`, the simplest).
+    Each replaces its output of the network's field and is solved from `z0`; the
+    simplest whose trajectory MSE is within `factor`x of the best candidate's wins."""
+    field = np.asarray(jax.vmap(node.field)(jnp.asarray(X)))
+    chosen = []
+    for j, (frame, best) in enumerate(zip(model.equations_, model.get_best())):
+        rows = frame[frame.complexity <= best.complexity].sort_values("complexity")
+        fitted = [(*refit(canonical(e), X, field[:, j]), int(c))
+                  for e, c in zip(rows.sympy_format, rows.complexity)]
+        floor = min(loss for _, loss, _ in fitted)
+        scored = []
+        for expr, loss, c in [f for f in fitted if f[1] <= within * floor][:most]:
+            swapped = OneReplaced(node.field, to_equinox(expr, variable_names=["x0", "x1"]), j)
+            mse = trajectory_loss(NeuralODE(swapped), z0, ts, ys)
+            print(f"  candidate dx{j}/dt = {expr}  (complexity {c}, sample loss {loss:.2e}, "
+                  f"trajectory MSE {mse:.2e})")
+            scored.append((mse, expr))
+        floor = min(mse for mse, _ in scored)
+        chosen.append(next(expr for mse, expr in scored if mse <= factor * floor))
+    return chosen
 
 
 def trajectory_loss(model, z0, ts, ys):
@@ -198,10 +258,15 @@ def main(argv=None) -> int:
     for j, e in enumerate(found):
         print(f"  found dx{j}/dt = {e}")
 
-    # (d) the formulas, constants merged, replace the MLP; (e) their constants are
-    # fine-tuned through the solve
+    # (d) each output's formula chosen by its trajectories; the formulas, constants
+    # merged, replace the MLP; (e) their constants are fine-tuned through the solve
     t = time.perf_counter()
-    formulas = stack_equinox([canonical(e) for e in found], variable_names=["x0", "x1"])
+    picked = choose(model, node, X, z0, ts, ys)
+    times["choose"] = time.perf_counter() - t
+    for j, e in enumerate(picked):
+        print(f"  chosen dx{j}/dt = {e}")
+    t = time.perf_counter()
+    formulas = stack_equinox(picked, variable_names=["x0", "x1"])
     sym = swap_in(node, lambda m: m.field, formulas, example=jnp.zeros(2, X.dtype))
     sym = fit(
         sym, lambda m: m.field.constants,
