@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import sympy
 
-import symjax_sr._search as search_mod
 import symjax_sr._run as run_mod
+import symjax_sr._search as search_mod
 from symjax_sr import (
     Complexities,
     Population,
