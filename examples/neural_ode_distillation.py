@@ -110,16 +110,18 @@ def refit(expr, X, target):
     that candidates are compared at their best constants: the search's hall of fame may
     hold a structure whose constants it has not fitted yet."""
     consts = sorted(expr.atoms(sympy.Float), key=str)
-    if not consts:
-        return expr, float(np.mean((np.asarray(sympy.lambdify(VARS, expr)(*X.T)) - target) ** 2))
     cs = sympy.symbols(f"c0:{len(consts)}")
     form = expr.xreplace(dict(zip(consts, cs)))
     f = sympy.lambdify((*VARS, *cs), form, "numpy")
-    with np.errstate(all="ignore"):
-        fit = scipy.optimize.least_squares(
-            lambda c: np.nan_to_num(f(*X.T, *c) - target, nan=1e6, posinf=1e6, neginf=-1e6),
-            np.array([float(c) for c in consts]))
-    return form.xreplace(dict(zip(cs, map(sympy.Float, fit.x)))), float(np.mean(fit.fun ** 2))
+
+    def residuals(c):
+        with np.errstate(all="ignore"):
+            return np.nan_to_num(f(*X.T, *c) - target, nan=1e6, posinf=1e6, neginf=-1e6)
+
+    c = np.array([float(v) for v in consts])
+    if consts:
+        c = scipy.optimize.least_squares(residuals, c).x
+    return form.xreplace(dict(zip(cs, map(sympy.Float, c)))), float(np.mean(residuals(c) ** 2))
 
 
 def choose(model, node, X, z0, ts, ys, *, within=10.0, factor=1.5, most=4):
@@ -136,16 +138,16 @@ def choose(model, node, X, z0, ts, ys, *, within=10.0, factor=1.5, most=4):
         rows = frame[frame.complexity <= best.complexity].sort_values("complexity")
         fitted = [(*refit(canonical(e), X, field[:, j]), int(c))
                   for e, c in zip(rows.sympy_format, rows.complexity)]
-        floor = min(loss for _, loss, _ in fitted)
+        best_loss = min(loss for _, loss, _ in fitted)
         scored = []
-        for expr, loss, c in [f for f in fitted if f[1] <= within * floor][:most]:
+        for expr, loss, c in [f for f in fitted if f[1] <= within * best_loss][:most]:
             swapped = OneReplaced(node.field, to_equinox(expr, variable_names=["x0", "x1"]), j)
             mse = trajectory_loss(NeuralODE(swapped), z0, ts, ys)
             print(f"  candidate dx{j}/dt = {expr}  (complexity {c}, sample loss {loss:.2e}, "
                   f"trajectory MSE {mse:.2e})")
             scored.append((mse, expr))
-        floor = min(mse for mse, _ in scored)
-        chosen.append(next(expr for mse, expr in scored if mse <= factor * floor))
+        best_mse = min(mse for mse, _ in scored)
+        chosen.append(next(expr for mse, expr in scored if mse <= factor * best_mse))
     return chosen
 
 

@@ -223,7 +223,7 @@ def _early_stop(condition, entries: list[HofEntry]) -> bool:
         return False
     if callable(condition):
         return any(bool(condition(e.loss, e.complexity)) for e in entries)
-    return any(e.loss <= float(condition) for e in entries)
+    return any(e.loss <= condition for e in entries)  # a float: `stop_condition` made it one
 
 
 def run_search(

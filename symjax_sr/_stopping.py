@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import math
 import numbers
 import re
 from collections.abc import Callable
-from typing import Any
 
 _FUNCTIONS = {"abs": abs, "min": min, "max": max, "log": math.log, "log10": math.log10,
               "log2": math.log2, "exp": math.exp, "sqrt": math.sqrt}
@@ -83,18 +83,14 @@ class JuliaStopCondition:
         return cls(source, (a, b), expression)
 
     def __call__(self, loss: float, complexity: int) -> bool:
-        code = _compiled(self.expression)
         names = dict(_FUNCTIONS, **{self.arguments[0]: float(loss), self.arguments[1]: int(complexity)})
-        return bool(eval(code, {"__builtins__": {}}, names))  # noqa: S307  (whitelisted in parse)
+        return bool(eval(_code(self.expression), {"__builtins__": {}}, names))  # noqa: S307  (whitelisted in parse)
 
 
-_CODE: dict[str, Any] = {}
-
-
-def _compiled(expression: str):
-    if expression not in _CODE:
-        _CODE[expression] = compile(expression, "<early_stop_condition>", "eval")
-    return _CODE[expression]
+@functools.cache
+def _code(expression: str):
+    """The compiled body, kept outside the dataclass: code objects do not pickle."""
+    return compile(expression, "<early_stop_condition>", "eval")
 
 
 def stop_condition(value) -> float | Callable[[float, int], bool] | None:

@@ -12,7 +12,9 @@ import sympy
 EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "examples" / "neural_ode_distillation.py"
 
 
-def _load():
+@pytest.fixture(scope="module")
+def ex():
+    """The example, imported once for the module."""
     spec = importlib.util.spec_from_file_location("neural_ode_distillation", EXAMPLE)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses (equinox modules) look themselves up
@@ -20,8 +22,7 @@ def _load():
     return module
 
 
-def test_structure_helper_reads_the_true_form_only():
-    ex = _load()
+def test_structure_helper_reads_the_true_form_only(ex):
     x0, x1 = sympy.symbols("x0 x1")
     a, b = ex.structure(sympy.sympify("1.02*x1/(x1 + 0.97)"), x1, 1)
     assert abs(a - 1.02) < 1e-12 and abs(b - 0.97) < 1e-12
@@ -30,10 +31,9 @@ def test_structure_helper_reads_the_true_form_only():
     assert ex.structure(sympy.sympify("-0.57*x0"), x0, -1) is None
 
 
-def test_refit_recovers_constants_the_search_left_unfitted():
+def test_refit_recovers_constants_the_search_left_unfitted(ex):
     import numpy as np
 
-    ex = _load()
     X = np.random.default_rng(0).uniform(-0.5, 1.0, size=(200, 2))
     target = -X[:, 0] / (X[:, 0] + 1.0)
     expr, loss = ex.refit(ex.canonical(sympy.sympify("x0/(-0.248 + (-0.677 - x0))")), X, target)
@@ -41,8 +41,16 @@ def test_refit_recovers_constants_the_search_left_unfitted():
     assert ex.structure(expr, sympy.Symbol("x0"), -1) == pytest.approx((1.0, 1.0))
 
 
-def test_quick_run_recovers_the_structure(capsys):
-    assert _load().main(["--quick"]) == 0
+def test_refit_keeps_a_formula_without_constants(ex):
+    import numpy as np
+
+    X = np.random.default_rng(1).uniform(0.0, 1.0, size=(50, 2))
+    expr, loss = ex.refit(sympy.sympify("x1/(x1 + 1)"), X, X[:, 1] / (X[:, 1] + 1) + 0.1)
+    assert expr == sympy.sympify("x1/(x1 + 1)") and loss == pytest.approx(0.01)
+
+
+def test_quick_run_recovers_the_structure(ex, capsys):
+    assert ex.main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert "structure: a*x1/(x1+b), -a*x0/(x0+b)" in out
     assert "check (constants within 0.1 of 1): PASS" in out
