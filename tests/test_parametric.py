@@ -138,7 +138,7 @@ def fitted():
     m = PySRRegressor(expression_spec=ParametricExpressionSpec(max_parameters=2),
                       binary_operators=["+", "*"], unary_operators=["sin"], niterations=40,
                       populations=15, population_size=30, maxsize=10, random_state=0,
-                      early_stop_condition=1e-10,
+                      early_stop_condition=1e-10, deterministic=True,  # untimed kernel choice
                       progress=False, temp_equation_file=True, verbosity=0)
     return m.fit(X, y, category=cat)
 
