@@ -10,6 +10,7 @@ from ._constants import ConstantStatus as ConstantStatus
 from ._constants import optimize_constants as optimize_constants
 from ._constants import population_loss as population_loss
 from ._constants import select_members as select_members
+from ._devices import use_host_devices as use_host_devices
 from ._distill import distill as distill
 from ._evaluate import Evaluator as Evaluator
 from ._evaluate import ReferenceEvaluator as ReferenceEvaluator

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from ._evaluate import Evaluator, l2_loss
+from ._islands import ONE, IslandAxis
 from ._operators import CONST
 from ._optimise._bfgs import bfgs
 from ._optimise._lm import levenberg_marquardt
@@ -282,6 +283,7 @@ def optimize_constants(
     loss_function: Callable | None = None,
     capacity: int | None = None,
     loss_function_expression: Callable | None = None,
+    axis: IslandAxis = ONE,
 ) -> ConstantResult:
     """Fit the constants of the members selected by `mask`, all at once.
 
@@ -300,6 +302,9 @@ def optimize_constants(
       function `f` of the data (see `expression_loss`); wins over both. BFGS then.
     - `capacity`: static; optimise at most this many selected members (compacted, so
       the cost scales with `capacity`, not `P`). Default: `P`.
+    - `axis`: under `shard_map`, the mesh axis to split the compacted batch over: every
+      device then takes the same whole `pop` and returns the same whole result, having
+      fitted only its block of the batch (the result is the one-device result).
 
     **Returns:** a `ConstantResult`.
 
@@ -337,16 +342,25 @@ def optimize_constants(
     R = 1 + options.nrestarts
     starts = restart_starts(const0, None, options.nrestarts, key=key, free=free)
 
+    # Under a sharded search, this device's block of the batch (padded with idle slots).
+    Cl = -(-C // axis.size)
+    pad = Cl * axis.size - C
+
+    def block(a, ax=0):
+        if pad:
+            a = jnp.concatenate([a, jnp.zeros(a.shape[:ax] + (pad,) + a.shape[ax + 1:], a.dtype)], ax)
+        return axis.local(a, ax)
+
     def rep(a):
-        return jnp.broadcast_to(a[None], (R,) + a.shape).reshape((R * C,) + a.shape[1:])
+        return jnp.broadcast_to(a[None], (R,) + a.shape).reshape((R * Cl,) + a.shape[1:])
 
     obj = Objective(
-        evaluator, rep(op), rep(arg), rep(free), Xt, y, weights,
+        evaluator, rep(block(op)), rep(block(arg)), rep(block(free)), Xt, y, weights,
         elementwise_loss=elementwise_loss, loss_function=loss_function,
         loss_function_expression=loss_function_expression,
     )
-    live = rep(active)
-    c0 = starts.reshape(R * C, K).astype(pop.const.dtype)
+    live = rep(block(active))
+    c0 = block(starts, 1).reshape(R * Cl, K).astype(pop.const.dtype)
     if resolve_algorithm(options, elementwise_loss, loss_function, loss_function_expression) == "LM":
         c, loss, calls, loss0 = levenberg_marquardt(
             obj, c0, live, iterations=options.iterations,
@@ -357,18 +371,19 @@ def optimize_constants(
             obj, c0, live, iterations=options.iterations,
             f_calls_limit=options.f_calls_limit, max_backtracks=options.max_backtracks,
         )
-    n_evals = n_evals + jnp.sum(jnp.where(live, calls, 0))
+    n_evals = n_evals + axis.total(jnp.sum(jnp.where(live, calls, 0)))
 
     # 3. Best start per member; keep it only if finite and strictly better.
     loss = jnp.where(jnp.isfinite(loss) & jnp.all(jnp.isfinite(c), -1), loss, jnp.inf)
-    loss, c = loss.reshape(R, C), c.reshape(R, C, K)
+    whole = lambda a: axis.gather(a.reshape((R, Cl) + a.shape[1:]), 1)[:, :C]  # noqa: E731
+    loss, c, loss0 = whole(loss), whole(c), whole(loss0)
     best = jnp.argmin(loss, axis=0)
     best_loss = jnp.take_along_axis(loss, best[None], axis=0)[0]
     best_c = jnp.take_along_axis(c, best[None, :, None], axis=0)[0]
     before = loss_before[idx]
     improved = active & jnp.isfinite(best_loss) & (best_loss < before)
     new_const = jnp.where(improved[:, None] & free, best_c, const0)
-    any_finite = jnp.any(jnp.isfinite(loss0.reshape(R, C)), axis=0)
+    any_finite = jnp.any(jnp.isfinite(loss0), axis=0)
     sub_status = jnp.where(
         ~active,
         ConstantStatus.SKIPPED,

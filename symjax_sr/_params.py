@@ -127,8 +127,6 @@ PYSR_DEFAULTS: dict[str, Any] = dict(
 
 #: Parameters that only mean something to Julia, with what happens here instead.
 JULIA_ONLY: dict[str, str] = {
-    "procs": "JAX parallelises inside each jitted step; islands run batched on the device",
-    "parallelism": "JAX parallelises inside each jitted step; islands run batched on the device",
     "cluster_manager": "use jax.distributed for multi-host runs",
     "heap_size_hint_in_bytes": "there is no Julia heap",
     "turbo": "XLA compiles the kernels; there is no LoopVectorization switch",
@@ -214,6 +212,29 @@ def build_operators(params: Mapping[str, Any]) -> OperatorSet:
     )
 
 
+PARALLELISM = ("serial", "multithreading", "multiprocessing")
+
+
+def devices_of(params: Mapping[str, Any]) -> int | None:
+    """PySR's `procs` and `parallelism` as the number of devices the islands are split
+    over: `procs` devices of the default backend (on CPU, one host device per core, made
+    if JAX has not started), None for one device (`procs` None, or `parallelism="serial"`)."""
+    parallelism, procs = params["parallelism"], params["procs"]
+    if parallelism is not None and parallelism not in PARALLELISM:
+        raise ValueError(f"`parallelism` must be one of {', '.join(PARALLELISM)} or None, got "
+                         f"{parallelism!r}.")
+    if procs is None:
+        return None
+    if isinstance(procs, bool) or not isinstance(procs, (int, np.integer)) or procs < 0:
+        raise ValueError(f"`procs` must be a non-negative int (devices to split the islands "
+                         f"over), got {procs!r}.")
+    if parallelism == "serial":
+        if procs > 1:
+            raise ValueError(f"`procs={procs}` with `parallelism='serial'`: drop one of them.")
+        return None
+    return max(int(procs), 1)
+
+
 def build_search_options(
     params: Mapping[str, Any], n_features: int, complexity_of_variables=None, n_categories: int = 0,
     template=None,
@@ -264,6 +285,7 @@ def build_search_options(
                     "(`loss_function_expression` computes the whole loss from the candidate)."
                 )
     stop_condition(params["early_stop_condition"])  # a bad string or type fails here, before compiling
+    devices_of(params)
     if params["deterministic"] and params["random_state"] is None:
         raise ValueError("`deterministic=True` needs a `random_state`; set one, e.g. random_state=0.")
     dtype = _dtype(params["precision"])

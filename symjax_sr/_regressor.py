@@ -32,7 +32,7 @@ from ._evaluate import check_data
 from ._kernels import choose_evaluator, untimed_evaluator
 from ._operators import OPERATORS, VAR
 from ._parametric import check_expression_spec, encode_category, parameter_names
-from ._params import PYSR_DEFAULTS, build_search_options, check_unknown_kwargs
+from ._params import PYSR_DEFAULTS, build_search_options, check_unknown_kwargs, devices_of
 from ._random import random_population
 from ._run import hall_of_fame_entries, run_search
 from ._selection import select_index
@@ -387,7 +387,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
                     evaluator=evaluator, callback=self._callback(j, bar, logger), state=states[j],
                     dtype=jdtype, seeds=seeds[j],
                     units=None if units is None else (units[0][mask], units[1][j]),
-                    category=codes,
+                    category=codes, devices=devices_of(self.get_params()),
                 )
                 if bar is not None:
                     bar.close()

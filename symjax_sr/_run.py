@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._devices import island_mesh, prng_impl, replicate, shard_state, sharded_iteration
 from ._evaluate import check_data, get_evaluator
 from ._hall_of_fame import pareto_mask
 from ._memory import available_bytes, check_memory, program_bytes
@@ -132,16 +133,18 @@ COMPILED_MAX = 24
 _STATS = {"compiles": 0}
 
 
-def _compiled(fn, ev, opts, **dynamic):
-    """`fn(evaluator=ev, opts=opts, **dynamic)`, compiled ahead of time for these shapes and
-    taken from the bounded cache shared by every fit in the process; call it with
-    `**dynamic`."""
+def _compiled(fn, ev, opts, static: dict | None = None, **dynamic):
+    """`fn(evaluator=ev, opts=opts, **static, **dynamic)`, compiled ahead of time for these
+    shapes and taken from the bounded cache shared by every fit in the process; call it
+    with `**dynamic`."""
+    static = static or {}
     leaves, treedef = jax.tree.flatten(dynamic)
-    key = (fn, opts, ev, treedef, tuple((jnp.shape(x), str(jnp.result_type(x))) for x in leaves))
+    key = (fn, opts, ev, tuple(sorted(static.items())), treedef,
+           tuple((jnp.shape(x), str(jnp.result_type(x))) for x in leaves))
     if key in _COMPILED:
         _COMPILED.move_to_end(key)
         return _COMPILED[key]
-    compiled = fn.lower(evaluator=ev, opts=opts, **dynamic).compile()
+    compiled = fn.lower(evaluator=ev, opts=opts, **static, **dynamic).compile()
     _STATS["compiles"] += 1
     _COMPILED[key] = compiled
     evicted = set()
@@ -244,6 +247,7 @@ def run_search(
     seeds: Population | None = None,
     units: tuple[np.ndarray, np.ndarray | None] | None = None,
     category: np.ndarray | None = None,
+    devices=None,
 ) -> SearchResult:
     """Run the search on `X [N, F]`, `y [N]` (validated here, at the boundary).
 
@@ -256,7 +260,10 @@ def run_search(
     `_units.parse_unit`) turns on PySR's dimensional analysis. With `opts.n_params > 0`
     (parametric expressions) `category` gives each row's category code `0 ..
     opts.n_categories - 1`, and `X` has the `n_features - n_params` real features.
+    `devices` (an int, or a list of JAX devices) splits the islands over that many
+    devices; the result is the one-device result (`_islands.py`).
     """
+    mesh = island_mesh(devices, opts.populations)
     X = check_data(X)
     early_stop_condition = stop_condition(early_stop_condition)
     y = np.asarray(y)
@@ -336,13 +343,20 @@ def run_search(
     plan = dict(free=available_bytes(device), rows=n_rows, batching=opts.batching,
                 lanes=opts.populations * opts.population_size)
     if state is None:
-        key = jax.random.key(0 if random_state is None else int(random_state), impl="rbg")
+        key = jax.random.key(0 if random_state is None else int(random_state),
+                             impl=prng_impl(devices))
         init = dict(key=key, data=data, curmaxsize=jnp.int32(_cur_maxsize(opts, 0, niterations)),
                     seeds=None if seeds is None else jax.tree.map(lambda a: jnp.asarray(a), seeds))
         make = _compiled(_INIT, ev, opts, **init)
         check_memory(program_bytes(make), **plan)
         state = make(**init)
-    step = _compiled(_ITERATION, ev, opts, state=state, data=data, curmaxsize=jnp.int32(0))
+    if mesh is None:
+        state = jax.device_put(state, device)  # a warm start from a sharded search
+        step = _compiled(_ITERATION, ev, opts, state=state, data=data, curmaxsize=jnp.int32(0))
+    else:
+        state, data = shard_state(state, mesh), replicate(data, mesh)
+        step = _compiled(sharded_iteration, ev, opts, dict(mesh=mesh), state=state, data=data,
+                         curmaxsize=replicate(jnp.int32(0), mesh))
     memory_bytes = program_bytes(step)
     check_memory(memory_bytes, **plan)  # before the first iteration, not mid-run
     compile_s = time.perf_counter() - t0

@@ -26,6 +26,7 @@ from ._constants import optimize_constants, population_loss, select_members
 from ._constraints import node_costs, satisfies
 from ._evaluate import Evaluator, l2_loss
 from ._hall_of_fame import HallOfFame, hof_init, hof_update, pareto_mask
+from ._islands import ONE, IslandAxis
 from ._mutate import (
     MUTATIONS,
     Context,
@@ -111,8 +112,10 @@ def _ctx(opts: SearchOptions, n_features) -> Context:
 
 
 def _cost(loss, complexity, baseline, opts: SearchOptions):
-    norm = jnp.maximum(baseline, 0.01)
-    cost = loss / norm + opts.parsimony * complexity
+    # times the reciprocal, not divided: XLA turns a division by a scalar into that in
+    # some fusions and not in others, and then the rounding depends on the array's shape
+    scale = 1.0 / jnp.maximum(baseline, 0.01)
+    cost = loss * scale + opts.parsimony * complexity
     return jnp.where(jnp.isfinite(cost), cost, jnp.inf)
 
 
@@ -472,9 +475,10 @@ def _randomized(key, is_rand, curmaxsize, opts: SearchOptions, dtype, n_features
     return child, _scatter_back(ok & chosen, order, chosen, shape, False)
 
 
-def _crossovers(key, pop: Population, cplx, is_cx, a, b, curmaxsize, opts, n_features):
+def _crossovers(key, ma, mb, ca, cb, is_cx, curmaxsize, opts, n_features):
     """Children of the (up to `crossover_capacity`) events that chose crossover (of the
-    same sub-tree of both parents, for templates).
+    same sub-tree of both parents, for templates). `ma`, `mb` are every event's two
+    parents `(op, arg, const)` `[I, E, ...]`, `ca`, `cb` their complexities.
 
     Returns both children per event `[I, E]`, with `ok` False for events without
     crossover or beyond the capacity (those are then skipped, like a failed mutation).
@@ -482,8 +486,6 @@ def _crossovers(key, pop: Population, cplx, is_cx, a, b, curmaxsize, opts, n_fea
     I, E = is_cx.shape
     C = crossover_capacity(opts)
     order, chosen = _compact(is_cx, C)
-    isl = order // E
-    pa, pb = a.reshape(-1)[order], b.reshape(-1)[order]
     key, k_sub = jax.random.split(key) if opts.n_sub > 1 else (key, key)
     subs = jax.vmap(lambda k: _pick_sub(k, opts))(jax.random.split(k_sub, C))
 
@@ -507,9 +509,9 @@ def _crossovers(key, pop: Population, cplx, is_cx, a, b, curmaxsize, opts, n_fea
         i = jnp.argmax(cx[6])
         return tuple(x[i] for x in cx[:6]) + (cx[6].any(),)
 
-    pick = lambda p: (pop.op[isl, p], pop.arg[isl, p], pop.const[isl, p])  # noqa: E731
-    o1, a1, c1, o2, a2, c2, ok = jax.vmap(one)(jax.random.split(key, C), subs, pick(pa), pick(pb),
-                                               cplx[isl, pa], cplx[isl, pb])
+    pick = lambda m: tuple(_flat(x)[order] for x in m)  # noqa: E731
+    o1, a1, c1, o2, a2, c2, ok = jax.vmap(one)(jax.random.split(key, C), subs, pick(ma), pick(mb),
+                                               _flat(ca)[order], _flat(cb)[order])
 
     def back(x, fill=0):
         return _scatter_back(x, order, chosen, (I, E), fill)
@@ -519,9 +521,10 @@ def _crossovers(key, pop: Population, cplx, is_cx, a, b, curmaxsize, opts, n_fea
     return child1, child2, back(ok & chosen, False)
 
 
-def _cycle(carry, temperature, *, evaluator, data, opts, curmaxsize):
+def _cycle(carry, temperature, *, evaluator, data, opts, curmaxsize, ax: IslandAxis = ONE):
     state, freq_local = carry
-    I, P = state.loss.shape
+    I, P = state.loss.shape  # this device's islands
+    Ig = I * ax.size
     E = opts.events_per_cycle
     key, k_ev, k_acc, k_batch, k_cx, k_rand = jax.random.split(state.key, 6)
     freq_norm = freq_local / freq_local.sum(axis=1, keepdims=True)
@@ -534,15 +537,22 @@ def _cycle(carry, temperature, *, evaluator, data, opts, curmaxsize):
         )(ks)
 
     mut, m_ok, is_cx, parent, other, kind = jax.vmap(island_events)(
-        jax.random.split(k_ev, I), state.pop, state.cost, state.complexity, freq_norm
+        ax.local(jax.random.split(k_ev, Ig)), state.pop, state.cost, state.complexity, freq_norm
     )
     is_rand = kind == _RANDOMIZE
-    r_child, r_ok = _randomized(k_rand, is_rand, curmaxsize, opts, state.pop.const.dtype, nf)
+    # the rare events are compacted over all islands: every device makes all of them
+    r_child, r_ok = _randomized(k_rand, ax.gather(is_rand), curmaxsize, opts,
+                                state.pop.const.dtype, nf)
+    r_child, r_ok = tuple(ax.local(x) for x in r_child), ax.local(r_ok)
     r_child = r_child[:2] + (_with_tail(r_child[2], mut[2], opts),)  # the parent's parameters
     mut = tuple(jnp.where(is_rand[..., None], r, m) for r, m in zip(r_child, mut))
     m_ok = jnp.where(is_rand, r_ok, m_ok)
-    x1, x2, x_ok = _crossovers(k_cx, state.pop, state.complexity, is_cx, parent, other, curmaxsize,
-                               opts, nf)
+    pick = lambda x, i: jnp.take_along_axis(x, i.reshape(i.shape + (1,) * (x.ndim - 2)), axis=1)  # noqa: E731
+    members = (state.pop.op, state.pop.arg, state.pop.const)
+    ma, mb = (ax.gather_tree(tuple(pick(x, i) for x in members)) for i in (parent, other))
+    ca, cb = (ax.gather(pick(state.complexity, i)) for i in (parent, other))
+    x1, x2, x_ok = _crossovers(k_cx, ma, mb, ca, cb, ax.gather(is_cx), curmaxsize, opts, nf)
+    x1, x2, x_ok = tuple(ax.local(x) for x in x1), tuple(ax.local(x) for x in x2), ax.local(x_ok)
     c1 = tuple(jnp.where(is_cx[..., None], x, m) for x, m in zip(x1, mut))
     c2 = x2
     ok1 = jnp.where(is_cx, x_ok, m_ok)
@@ -566,11 +576,11 @@ def _cycle(carry, temperature, *, evaluator, data, opts, curmaxsize):
     ccplx = jax.vmap(lambda p: _complexity_of(p, opts))(children)
     closs = jnp.where(cvalid, closs, jnp.inf)
     ccost = _cost(closs, ccplx, data.baseline, opts)
-    n_evals = cvalid.sum() * frac
+    n_evals = ax.total(cvalid.sum()) * frac
     hof = state.hof
     if not opts.batching:  # mini-batch losses are not comparable: the iteration end records those
-        hof = hof_update(hof, jax.tree.map(_flat, children), closs.reshape(-1), ccplx.reshape(-1),
-                         cvalid.reshape(-1))
+        g = ax.gather_tree((children, closs, ccplx, cvalid))
+        hof = hof_update(hof, jax.tree.map(_flat, g[0]), *(x.reshape(-1) for x in g[1:]))
 
     # acceptance of mutations (annealing and frequency ratio); crossovers always
     parent_cost = jnp.take_along_axis(state.cost, parent, axis=1)
@@ -588,7 +598,7 @@ def _cycle(carry, temperature, *, evaluator, data, opts, curmaxsize):
             return jnp.where(inside, jnp.take_along_axis(freq_norm, jnp.clip(ci, 0, C - 1), axis=1), 1e-6)
 
         prob = prob * f(parent_cplx) / f(ccplx[:, :E])
-    accept_mut = (prob >= jax.random.uniform(k_acc, prob.shape)) & ok1
+    accept_mut = (prob >= ax.local(jax.random.uniform(k_acc, (Ig,) + prob.shape[1:]))) & ok1
     accept = jnp.concatenate([jnp.where(is_cx, ok1, accept_mut), ok2], axis=1)
     if not opts.skip_mutation_failures:
         # a failed or rejected mutation still replaces the oldest, by a copy of its parent
@@ -638,16 +648,18 @@ def _cycle(carry, temperature, *, evaluator, data, opts, curmaxsize):
 
 
 def _migrate(key, pop, loss, cost, cplx, birth, clock, pool, pool_loss, pool_cplx, pool_ok,
-             frac, data, opts):
-    """Replace Poisson(P * frac) random members of each island with random pool members."""
+             frac, data, opts, ax: IslandAxis = ONE):
+    """Replace Poisson(P * frac) random members of each island with random pool members
+    (the pool is the same on every device)."""
     I, P = loss.shape
+    Ig = I * ax.size
     k_n, k_pos, k_pick = jax.random.split(key, 3)
     # Binomial(P, frac): PySR draws Poisson(P * frac); same mean, and bounded by P.
-    num = jax.random.bernoulli(k_n, frac, (I, P)).sum(axis=1)
+    num = ax.local(jax.random.bernoulli(k_n, frac, (Ig, P))).sum(axis=1)
     num = jnp.where(pool_ok.any(), num, 0)
-    pos = jax.vmap(lambda k: jax.random.permutation(k, P))(jax.random.split(k_pos, I))
+    pos = jax.vmap(lambda k: jax.random.permutation(k, P))(ax.local(jax.random.split(k_pos, Ig)))
     logits = jnp.where(pool_ok, 0.0, -jnp.inf)
-    pick = jax.random.categorical(k_pick, logits, shape=(I, P))
+    pick = ax.local(jax.random.categorical(k_pick, logits, shape=(Ig, P)))
     use = jnp.arange(P)[None, :] < num[:, None]
     dest = jnp.where(use, pos, P)
 
@@ -656,13 +668,14 @@ def _migrate(key, pop, loss, cost, cplx, birth, clock, pool, pool_loss, pool_cpl
 
     new_pop = Population(scatter(pop.op, pool.op[pick]), scatter(pop.arg, pool.arg[pick]),
                          scatter(pop.const, pool.const[pick]))
-    m_loss = pool_loss[pick]
-    m_cplx = pool_cplx[pick]
+    # the cost of the pool, not of the picks: the same shapes on any device count, so
+    # the same rounding
+    pool_cost = _cost(pool_loss, pool_cplx, data.baseline, opts)
     return (
         new_pop,
-        scatter(loss, m_loss),
-        scatter(cost, _cost(m_loss, m_cplx, data.baseline, opts)),
-        scatter(cplx, m_cplx),
+        scatter(loss, pool_loss[pick]),
+        scatter(cost, pool_cost[pick]),
+        scatter(cplx, pool_cplx[pick]),
         scatter(birth, jnp.broadcast_to(clock, (I, P)).astype(birth.dtype)),
     )
 
@@ -673,15 +686,21 @@ def iteration(
     data: SearchData,
     opts: SearchOptions,
     curmaxsize: Int[Array, ""],
+    ax: IslandAxis = ONE,
 ) -> tuple[SearchState, Float[Array, ""]]:
-    """One PySR iteration on every island. Returns the new state and the evaluations done."""
+    """One PySR iteration on every island. Returns the new state and the evaluations done.
+
+    Under `shard_map` with `ax` naming the island axis, `state` holds this device's
+    islands and the result is the one-device result's block (see `_islands.py`)."""
     I, P = state.loss.shape
+    Ig = I * ax.size
     if opts.annealing:
         temps = jnp.linspace(1.0, 0.0, opts.ncycles_per_iteration)
     else:
         temps = jnp.ones((opts.ncycles_per_iteration,))
     freq_local = jnp.broadcast_to(state.freq, (I,) + state.freq.shape)
-    body = lambda c, t: _cycle(c, t, evaluator=evaluator, data=data, opts=opts, curmaxsize=curmaxsize)  # noqa: E731
+    body = lambda c, t: _cycle(c, t, evaluator=evaluator, data=data, opts=opts,  # noqa: E731
+                               curmaxsize=curmaxsize, ax=ax)
     (state, freq_local), cycle_evals = jax.lax.scan(body, (state, freq_local), temps)
     n_evals = cycle_evals.sum()
 
@@ -695,50 +714,54 @@ def iteration(
 
         pop = Population(*_per_sub(simplified, pop.op, pop.arg, pop.const, opts))
     loss = _data_loss(evaluator, pop, data, opts)  # the optimiser compares data losses
-    n_evals = n_evals + I * P
+    n_evals = n_evals + Ig * P
     cplx = jax.vmap(lambda p: _complexity_of(p, opts))(pop)
     birth = state.birth
     copts = opts.constants
     if copts.enabled and copts.probability > 0:
-        flat = jax.tree.map(_flat, pop)
+        # selection and batch over all islands; each device fits its share of the batch
+        flat = ax.gather_tree(jax.tree.map(_flat, pop))
         mask = select_members(flat, copts, key=k_mask, evaluator=evaluator)
         # a fixed-size batch: 2x the expected number of selected members
-        capacity = max(1, min(I * P, int(2 * copts.probability * I * P) + 4))
+        capacity = max(1, min(Ig * P, int(2 * copts.probability * Ig * P) + 4))
         res = optimize_constants(
             flat, data.Xt, data.y, data.weights, evaluator=evaluator, key=k_opt, options=copts,
-            mask=mask, loss_before=loss.reshape(-1), capacity=capacity, **_losses(opts),
+            mask=mask, loss_before=ax.gather(loss.reshape(-1)), capacity=capacity, axis=ax,
+            **_losses(opts),
         )
-        pop = jax.tree.map(lambda x: x.reshape((I, P) + x.shape[1:]), res.pop)
-        loss = res.loss.reshape(I, P)
+        pop = jax.tree.map(lambda x: ax.local(x).reshape((I, P) + x.shape[1:]), res.pop)
+        loss = ax.local(res.loss).reshape(I, P)
         # PySR resets the age of improved members
-        birth = jnp.where(res.improved.reshape(I, P), state.clock, birth)
+        birth = jnp.where(ax.local(res.improved).reshape(I, P), state.clock, birth)
         n_evals = n_evals + res.n_evals
     loss = _with_units(loss, pop, data, opts)
     cost = _cost(loss, cplx, data.baseline, opts)
-    hof = hof_update(state.hof, jax.tree.map(_flat, pop), loss.reshape(-1), cplx.reshape(-1),
-                     jnp.ones((I * P,), bool))
+    g_pop, g_loss, g_cplx = ax.gather_tree(
+        (jax.tree.map(_flat, pop), loss.reshape(-1), cplx.reshape(-1)))
+    hof = hof_update(state.hof, g_pop, g_loss, g_cplx, jnp.ones((Ig * P,), bool))
 
     if opts.migration:
         top = jnp.argsort(jnp.where(jnp.isnan(cost), jnp.inf, cost), axis=1)[:, : opts.topn]
-        take = lambda x: _flat(jnp.take_along_axis(x, top.reshape(top.shape + (1,) * (x.ndim - 2)), axis=1))  # noqa: E731
+        take = lambda x: ax.gather(_flat(jnp.take_along_axis(x, top.reshape(top.shape + (1,) * (x.ndim - 2)), axis=1)))  # noqa: E731
         pool = Population(take(pop.op), take(pop.arg), take(pop.const))
         pool_loss, pool_cplx = take(loss), take(cplx)
         pop, loss, cost, cplx, birth = _migrate(
             k_mig, pop, loss, cost, cplx, birth, state.clock, pool, pool_loss, pool_cplx,
-            jnp.isfinite(pool_loss), opts.fraction_replaced, data, opts)
+            jnp.isfinite(pool_loss), opts.fraction_replaced, data, opts, ax)
     if opts.hof_migration:
         front = pareto_mask(hof)
         hof_cplx = jnp.arange(hof.loss.shape[0], dtype=jnp.float32)
         pop, loss, cost, cplx, birth = _migrate(
             k_hof, pop, loss, cost, cplx, birth, state.clock, hof.population, hof.loss, hof_cplx,
-            front, opts.fraction_replaced_hof, data, opts)
+            front, opts.fraction_replaced_hof, data, opts, ax)
     if state.guesses is not None and opts.fraction_replaced_guesses > 0:
         g = state.guesses
         pop, loss, cost, cplx, birth = _migrate(
             jax.random.fold_in(k_mig, 1), pop, loss, cost, cplx, birth, state.clock, g.pop, g.loss,
-            g.complexity, jnp.isfinite(g.loss), opts.fraction_replaced_guesses, data, opts)
+            g.complexity, jnp.isfinite(g.loss), opts.fraction_replaced_guesses, data, opts, ax)
 
-    freq = state.freq + (freq_local - state.freq[None, :]).sum(axis=0)
+    # summed over all islands in one order, so that it is the same on any device count
+    freq = state.freq + ax.gather(freq_local - state.freq[None, :]).sum(axis=0)
     total = freq.sum()
     freq = jnp.where(total > _WINDOW, freq * (_WINDOW / total), freq)
     new_state = SearchState(

@@ -11,6 +11,13 @@ Search settings (fixed for every problem, chosen for a 2-core CPU): operators
 (`timeout_in_seconds`) includes compilation, reported separately as `compile_s`; the
 search stops after the first iteration that ends past the budget.
 
+`--devices N` splits the islands over N devices of the default backend (on CPU, N host
+devices, one per core); the island count is then rounded up to a multiple of N (16 for
+2), and the search draws its random numbers with threefry, so that `--devices 1` and
+`--devices N` run the same search (compare them with `--niterations`, which stops after
+that many iterations instead of on the budget). `exprs_per_s_per_device` is
+`exprs_per_s / devices`.
+
 Reported: `evals` counts expressions evaluated as PySR counts them (each candidate's
 loss on the data, mini-batches pro rata, plus constant-optimisation loss calls);
 `exprs_per_s` = evals / search seconds (compilation excluded). `best_equation` is
@@ -44,6 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random_state and data seed")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--problems", default=None, help="path of problems.json")
+    parser.add_argument("--devices", type=int, default=None,
+                        help="split the islands over N devices (default: one, no split)")
+    parser.add_argument("--niterations", type=int, default=None,
+                        help="stop after this many iterations (default: on the budget only)")
 
 
 def _finite_or_none(x: float):
@@ -59,8 +70,25 @@ def r2_score(y: np.ndarray, pred: np.ndarray) -> float:
     return 1.0 - sse / sst if sst > 0 else (1.0 if sse == 0 else -math.inf)
 
 
-def run(problem_name: str, budget: float, seed: int, problems_file=None) -> dict:
+def settings(devices: int | None) -> dict:
+    """The search settings, with the islands a multiple of `devices`."""
+    if devices is None:
+        return dict(SETTINGS)
+    n = SETTINGS["populations"]
+    return dict(SETTINGS, populations=-(-n // devices) * devices)
+
+
+def run(problem_name: str, budget: float, seed: int, problems_file=None, devices=None,
+        niterations=None) -> dict:
     """Run the benchmark and return the report (the JSON keys of the contract)."""
+    if devices is not None:
+        from symjax_sr import use_host_devices
+
+        if devices < 1:
+            raise SystemExit(f"--devices must be at least 1, got {devices}.")
+        use_host_devices(devices)  # before JAX starts; only the CPU backend reads it
+    import jax
+
     from symjax_sr import make_operator_set, tree_to_string, tree_to_sympy
     from symjax_sr._numpy_eval import evaluate_tree_numpy
     from symjax_sr._options import SearchOptions
@@ -81,11 +109,12 @@ def run(problem_name: str, budget: float, seed: int, problems_file=None) -> dict
     X_test, y_test = problem.sample(TEST_ROWS, seed=seed + TEST_SEED_OFFSET)
     names = problem.variable_names
     ops = make_operator_set(BINARY, UNARY)
-    opts = SearchOptions(operators=ops, n_features=X.shape[1], **SETTINGS)
+    config = settings(devices)
+    opts = SearchOptions(operators=ops, n_features=X.shape[1], **config)
 
     t0 = time.perf_counter()
-    result = run_search(X, y, opts, niterations=10**9, random_state=seed,
-                        timeout_in_seconds=budget, evaluator=EVALUATOR)
+    result = run_search(X, y, opts, niterations=niterations or 10**9, random_state=seed,
+                        timeout_in_seconds=budget, evaluator=EVALUATOR, devices=devices)
     wall = time.perf_counter() - t0
 
     front = result.pareto_front
@@ -107,6 +136,9 @@ def run(problem_name: str, budget: float, seed: int, problems_file=None) -> dict
         "iterations": result.iterations,
         "evals": result.num_evals,
         "exprs_per_s": result.num_evals / max(result.wall_s, 1e-9),
+        "devices": devices or 1,
+        "device_kind": jax.devices()[0].platform,
+        "exprs_per_s_per_device": result.num_evals / max(result.wall_s, 1e-9) / (devices or 1),
         "best_equation": tree_to_string(entry.tree, ops, names),
         "test_r2": _finite_or_none(r2_score(y_test, pred)),
         "recovered": bool(recovered[best]),
@@ -118,12 +150,13 @@ def run(problem_name: str, budget: float, seed: int, problems_file=None) -> dict
         ],
         "truth": problem.formula,
         "stopped_because": result.stopped_because,
-        "settings": dict(SETTINGS, evaluator=EVALUATOR, binary=BINARY, unary=UNARY),
+        "settings": dict(config, evaluator=EVALUATOR, binary=BINARY, unary=UNARY),
     }
 
 
 def main(args: argparse.Namespace) -> int:
-    report = run(args.problem, args.budget, args.seed, args.problems)
+    report = run(args.problem, args.budget, args.seed, args.problems, args.devices,
+                 args.niterations)
     if args.json:
         print(json.dumps(report))
         return 0
@@ -131,7 +164,8 @@ def main(args: argparse.Namespace) -> int:
     print(f"{r['problem']} (truth {r['truth']}), seed {r['seed']}, budget {r['budget_s']:g} s")
     print(f"  wall {r['wall_s']:.1f} s (compile {r['compile_s']:.1f} s), {r['iterations']} "
           f"iterations, {r['evals']:.0f} evals, {r['exprs_per_s']:.0f} exprs/s "
-          f"(stopped: {r['stopped_because']})")
+          f"on {r['devices']} {r['device_kind']} device(s), {r['exprs_per_s_per_device']:.0f} per "
+          f"device (stopped: {r['stopped_because']})")
     print(f"  best: {r['best_equation']}")
     r2 = "n/a" if r["test_r2"] is None else f"{r['test_r2']:.6f}"
     print(f"  test R^2 {r2}, recovered {r['recovered']} (any front member: "

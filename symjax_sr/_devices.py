@@ -1,0 +1,135 @@
+"""Which devices a search runs on: the island mesh, the sharded iteration, host devices.
+
+`island_mesh(devices, populations)` checks the request and builds the 1-D mesh;
+`sharded_iteration` is `iteration` under `shard_map` over it (the state's island
+axis split, everything else replicated). `use_host_devices(n)` is the opt-in way to
+give XLA:CPU `n` devices (one per core) before JAX starts; nothing here changes JAX's
+configuration unless called.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import jax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as Ps
+
+from ._islands import IslandAxis
+from ._search import SearchState, iteration
+
+__all__ = ["prng_impl", "use_host_devices", "island_mesh", "state_specs", "shard_state", "sharded_iteration"]
+
+AXIS = "island"
+
+
+def prng_impl(devices) -> str:
+    """The random-number generator of a search: XLA's `rbg` (the fastest on CPU) unless
+    `devices` is given; then threefry, whose numbers do not depend on the device they
+    are drawn on (`rbg`'s do under `shard_map`), so that 1 and N devices agree."""
+    return "rbg" if devices is None else "threefry2x32"
+
+
+def _backends_started() -> bool:
+    try:
+        from jax._src import xla_bridge
+        return bool(xla_bridge.backends_are_initialized())
+    except (ImportError, AttributeError):  # an unknown JAX: assume started, the safe answer
+        return True
+
+
+def use_host_devices(n: int) -> None:
+    """Give the CPU backend `n` devices (PySR's `procs`), so that a search can split
+    its islands over `n` cores. Must run before JAX first touches a device; later it
+    raises, unless the CPU backend already has at least `n` devices."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"use_host_devices takes a positive int, got {n!r}.")
+    if not _backends_started():
+        jax.config.update("jax_num_cpu_devices", n)
+        return
+    have = len(jax.devices("cpu"))
+    if have < n:
+        raise RuntimeError(
+            f"JAX has already started with {have} CPU device(s), so {n} cannot be made now. "
+            f"Call symjax_sr.use_host_devices({n}) before any JAX computation (or start "
+            f"Python with JAX_NUM_CPU_DEVICES={n}).")
+
+
+def island_mesh(devices, populations: int) -> Mesh | None:
+    """The mesh for `devices` (None / 1: one device, no mesh; an int `n`: the first
+    `n` devices of the default backend, made on CPU if JAX has not started; or a list
+    of devices). `populations` must split evenly over them."""
+    if devices is None:
+        return None
+    if isinstance(devices, bool):
+        raise TypeError("`devices` takes an int or a list of JAX devices, not a bool.")
+    if isinstance(devices, int):
+        if devices < 1:
+            raise ValueError(f"`devices` must be at least 1, got {devices}.")
+        if devices == 1:
+            return None
+        if not _backends_started():
+            use_host_devices(devices)
+        available = jax.devices()
+        if len(available) < devices:
+            raise ValueError(
+                f"`devices={devices}` but the {available[0].platform} backend has "
+                f"{len(available)}. On CPU call symjax_sr.use_host_devices({devices}) before "
+                "any JAX computation; elsewhere ask for at most the devices there are.")
+        devices = available[:devices]
+    elif isinstance(devices, Sequence):
+        devices = list(devices)
+        if not devices or not all(isinstance(d, jax.Device) for d in devices):
+            raise TypeError("`devices` as a list must hold JAX devices (e.g. jax.devices()[:2]).")
+        if len(set(devices)) != len(devices):
+            raise ValueError("`devices` lists a device twice.")
+    else:
+        raise TypeError(f"`devices` takes None, an int or a list of JAX devices, got {devices!r}.")
+    n = len(devices)
+    if n == 1 and devices[0].process_index == jax.process_index():
+        return None
+    if populations % n:
+        raise ValueError(
+            f"populations={populations} islands cannot be split evenly over {n} devices; "
+            f"use a multiple of {n} (e.g. {n * max(1, round(populations / n))}).")
+    import numpy as np
+
+    return Mesh(np.array(devices), (AXIS,))
+
+
+def state_specs(state: SearchState) -> SearchState:
+    """The partition of a state: the island axis of the populations and their
+    statistics split over the mesh, the rest (hall of fame, key, ...) replicated."""
+    isl = Ps(AXIS)
+    specs = jax.tree.map(lambda _: Ps(), state)
+    return SearchState(
+        pop=jax.tree.map(lambda _: isl, state.pop), loss=isl, cost=isl, complexity=isl, birth=isl,
+        freq=specs.freq, hof=specs.hof, key=specs.key, clock=specs.clock,
+        iteration=specs.iteration, guesses=specs.guesses,
+    )
+
+
+def shard_state(state: SearchState, mesh: Mesh) -> SearchState:
+    """`state` laid out over `mesh` (from one device, another mesh, or the same)."""
+    shardings = jax.tree.map(lambda s: NamedSharding(mesh, s), state_specs(state))
+    return jax.device_put(state, shardings)
+
+
+def replicate(tree, mesh: Mesh):
+    """`tree` copied to every device of `mesh`."""
+    return jax.device_put(tree, NamedSharding(mesh, Ps()))
+
+
+def _sharded(state, data, curmaxsize, *, evaluator, opts, mesh: Mesh):
+    specs = state_specs(state)
+    body = functools.partial(iteration, evaluator=evaluator, opts=opts,
+                             ax=IslandAxis(AXIS, mesh.size))
+    return jax.shard_map(
+        lambda s, d, c: body(s, data=d, curmaxsize=c), mesh=mesh,
+        in_specs=(specs, Ps(), Ps()), out_specs=(specs, Ps()), check_vma=False,
+    )(state, data, curmaxsize)
+
+
+#: `iteration` with the islands split over `mesh` (static, like the options).
+sharded_iteration = jax.jit(_sharded, static_argnames=("evaluator", "opts", "mesh"))
