@@ -13,6 +13,7 @@ import functools
 from collections.abc import Sequence
 
 import jax
+import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as Ps
 
@@ -93,8 +94,6 @@ def island_mesh(devices, populations: int) -> Mesh | None:
         raise ValueError(
             f"populations={populations} islands cannot be split evenly over {n} devices; "
             f"use a multiple of {n} (e.g. {n * max(1, round(populations / n))}).")
-    import numpy as np
-
     return Mesh(np.array(devices), (AXIS,))
 
 
@@ -110,15 +109,26 @@ def state_specs(state: SearchState) -> SearchState:
     )
 
 
+def _put(x, sharding: NamedSharding):
+    """`x` (the same value in every process) laid out by `sharding`, whose devices may
+    belong to other processes too (a multi-host mesh: each process supplies its blocks)."""
+    if sharding.is_fully_addressable:
+        return jax.device_put(x, sharding)
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        data = _put(jax.random.key_data(x), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+    host = np.asarray(jax.device_get(x))
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
 def shard_state(state: SearchState, mesh: Mesh) -> SearchState:
     """`state` laid out over `mesh` (from one device, another mesh, or the same)."""
-    shardings = jax.tree.map(lambda s: NamedSharding(mesh, s), state_specs(state))
-    return jax.device_put(state, shardings)
+    return jax.tree.map(lambda x, s: _put(x, NamedSharding(mesh, s)), state, state_specs(state))
 
 
 def replicate(tree, mesh: Mesh):
     """`tree` copied to every device of `mesh`."""
-    return jax.device_put(tree, NamedSharding(mesh, Ps()))
+    return jax.tree.map(lambda x: _put(x, NamedSharding(mesh, Ps())), tree)
 
 
 def _sharded(state, data, curmaxsize, *, evaluator, opts, mesh: Mesh):

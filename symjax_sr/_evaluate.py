@@ -29,6 +29,7 @@ __all__ = [
     "register_evaluator",
     "l2_loss",
     "reduce_loss",
+    "row_sum",
     "evaluate",
     "evaluate_loss",
 ]
@@ -37,6 +38,23 @@ __all__ = [
 def l2_loss(prediction, target):
     """Squared error, PySR's default `L2DistLoss()`."""
     return jnp.square(prediction - target)
+
+
+def row_sum(x: Float[Array, "*batch rows"]) -> Float[Array, " *batch"]:
+    """Sum over the last axis in a fixed pairwise order (halves added elementwise).
+
+    XLA:CPU sums a reduction in an order that depends on the batch shape (a population
+    of 8 expressions rounds differently from one of 16), so a search split over devices
+    would not reproduce the one-device losses; elementwise adds keep their order.
+    """
+    n = x.shape[-1]
+    width = 1 << max(n - 1, 0).bit_length()
+    if width != n:
+        x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, width - n)])
+    while x.shape[-1] > 1:
+        half = x.shape[-1] // 2
+        x = x[..., :half] + x[..., half:]
+    return x[..., 0]
 
 
 def reduce_loss(
@@ -53,9 +71,9 @@ def reduce_loss(
     safe = jnp.where(ok, pred, 0.0)
     elem = elementwise_loss(safe, y[None, :])
     if weights is None:
-        loss = jnp.mean(elem, axis=-1)
+        loss = row_sum(elem) / elem.shape[-1]
     else:
-        loss = jnp.sum(elem * weights[None, :], axis=-1) / jnp.sum(weights)
+        loss = row_sum(elem * weights[None, :]) / jnp.sum(weights)
     good = jnp.all(ok, axis=-1) & jnp.isfinite(loss)
     return jnp.where(good, jnp.where(good, loss, 0.0), jnp.inf)
 
