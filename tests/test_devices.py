@@ -25,11 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # Runs in a subprocess with two CPU devices: every iteration's whole state of a search
 # on one device against the same search split over two, for a reference-evaluator
 # search of 4 islands (2 per device: batches of 8 expressions) and a mini-batched
-# switch-evaluator one; then PySRRegressor with procs=1 and procs=2.
+# switch-evaluator one.
 _SAME_SEARCH = r"""
 import json, sys
 import jax, numpy as np
-from symjax_sr import PySRRegressor, make_operator_set
+from symjax_sr import make_operator_set
 from symjax_sr._options import SearchOptions
 from symjax_sr._run import run_search
 assert jax.device_count() == 2, jax.devices()
@@ -56,16 +56,6 @@ for name, extra, ev in [("reference", {}, "reference"),
                 diffs.append(f"iteration {it + 1} {jax.tree_util.keystr(path)}")
     out[name] = dict(iterations=[len(states[1]), len(states[2])], diffs=diffs,
                      evals=[evals[1], evals[2]])
-tables = {}
-for procs in (1, 2):
-    m = PySRRegressor(binary_operators=["+", "*"], unary_operators=["cos"], populations=4,
-                      population_size=20, niterations=4, ncycles_per_iteration=20, maxsize=12,
-                      procs=procs, random_state=0, evaluator="reference", verbosity=0,
-                      progress=False, temp_equation_file=True)
-    m.fit(X, y)
-    tables[procs] = m.equations_[["complexity", "loss", "equation"]].values.tolist()
-out["regressor_equal"] = tables[1] == tables[2]
-out["regressor_rows"] = len(tables[1])
 print("RESULT " + json.dumps(out))
 """
 
@@ -92,8 +82,6 @@ def test_one_and_two_devices_run_the_same_search():
         assert r["iterations"] == [5, 5]
         assert r["diffs"] == [], r["diffs"][:5]
         assert r["evals"][0] == r["evals"][1] > 0
-    assert out["regressor_rows"] > 0
-    assert out["regressor_equal"]
 
 
 def _free_port() -> int:

@@ -268,11 +268,11 @@ def test_predict_errors(fitted):
 
 def test_julia_only_options_warn():
     X, y = _data()
-    with pytest.warns(UserWarning, match="`procs` is ignored"):
+    with pytest.warns(UserWarning, match="`turbo` is ignored"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             try:
-                PySRRegressor(**{**SMALL, "procs": 4, "niterations": 0}).fit(X, y)
+                PySRRegressor(**{**SMALL, "turbo": True, "niterations": 0}).fit(X, y)
             except Exception:  # noqa: BLE001 - only the warning matters here
                 pass
 

@@ -2,7 +2,7 @@
 
 `--problem NAME` (default nguyen-1) is read from `problems.json` (`--problems FILE`,
 else `$SYMJAX_SR_PROBLEMS`, else `shared/benchmarks/problems.json` above the working
-directory). Training data: the problem's `n` rows sampled from its ranges and noise
+directory). Training data: the problem's `n` rows (or `--rows`) sampled from its ranges and noise
 with `--seed`; test data: 1000 rows with seed `--seed + 10_000`.
 
 Search settings (fixed for every problem, chosen for a 2-core CPU): operators
@@ -12,10 +12,11 @@ Search settings (fixed for every problem, chosen for a 2-core CPU): operators
 search stops after the first iteration that ends past the budget.
 
 `--devices N` splits the islands over N devices of the default backend (on CPU, N host
-devices, one per core); the island count is then rounded up to a multiple of N (16 for
-2), and the search draws its random numbers with threefry, so that `--devices 1` and
-`--devices N` run the same search (compare them with `--niterations`, which stops after
-that many iterations instead of on the budget). `exprs_per_s_per_device` is
+devices, one per core); the island count (`--populations`, default 15) is then rounded up
+to a multiple of N, and the search draws its random numbers with threefry, so that
+`--devices 1` and `--devices N` with the same `--populations` run the same search
+(compare them with `--niterations`, which stops after that many iterations instead of on
+the budget). `exprs_per_s_per_device` is
 `exprs_per_s / devices`.
 
 Reported: `evals` counts expressions evaluated as PySR counts them (each candidate's
@@ -53,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--problems", default=None, help="path of problems.json")
     parser.add_argument("--devices", type=int, default=None,
                         help="split the islands over N devices (default: one, no split)")
+    parser.add_argument("--populations", type=int, default=None,
+                        help="islands (default 15, rounded up to a multiple of --devices)")
+    parser.add_argument("--rows", type=int, default=None,
+                        help="training rows (default: the problem's n)")
     parser.add_argument("--niterations", type=int, default=None,
                         help="stop after this many iterations (default: on the budget only)")
 
@@ -70,16 +75,14 @@ def r2_score(y: np.ndarray, pred: np.ndarray) -> float:
     return 1.0 - sse / sst if sst > 0 else (1.0 if sse == 0 else -math.inf)
 
 
-def settings(devices: int | None) -> dict:
+def settings(devices: int | None, populations: int | None = None) -> dict:
     """The search settings, with the islands a multiple of `devices`."""
-    if devices is None:
-        return dict(SETTINGS)
-    n = SETTINGS["populations"]
-    return dict(SETTINGS, populations=-(-n // devices) * devices)
+    n = SETTINGS["populations"] if populations is None else populations
+    return dict(SETTINGS, populations=-(-n // (devices or 1)) * (devices or 1))
 
 
 def run(problem_name: str, budget: float, seed: int, problems_file=None, devices=None,
-        niterations=None) -> dict:
+        niterations=None, populations=None, rows=None) -> dict:
     """Run the benchmark and return the report (the JSON keys of the contract)."""
     if devices is not None:
         from symjax_sr import use_host_devices
@@ -105,11 +108,11 @@ def run(problem_name: str, budget: float, seed: int, problems_file=None, devices
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise SystemExit(f"Unknown --problem {problem_name!r}.{hint} Known: {', '.join(problems)}")
     problem = problems[problem_name]
-    X, y = problem.sample(seed=seed)
+    X, y = problem.sample(rows, seed=seed)
     X_test, y_test = problem.sample(TEST_ROWS, seed=seed + TEST_SEED_OFFSET)
     names = problem.variable_names
     ops = make_operator_set(BINARY, UNARY)
-    config = settings(devices)
+    config = settings(devices, populations)
     opts = SearchOptions(operators=ops, n_features=X.shape[1], **config)
 
     t0 = time.perf_counter()
@@ -131,6 +134,7 @@ def run(problem_name: str, budget: float, seed: int, problems_file=None, devices
         "problem": problem.name,
         "seed": seed,
         "budget_s": budget,
+        "rows": int(X.shape[0]),
         "wall_s": wall,
         "compile_s": result.compile_s,
         "iterations": result.iterations,
@@ -156,7 +160,7 @@ def run(problem_name: str, budget: float, seed: int, problems_file=None, devices
 
 def main(args: argparse.Namespace) -> int:
     report = run(args.problem, args.budget, args.seed, args.problems, args.devices,
-                 args.niterations)
+                 args.niterations, args.populations, args.rows)
     if args.json:
         print(json.dumps(report))
         return 0
