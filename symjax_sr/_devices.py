@@ -20,9 +20,10 @@ from jax.sharding import PartitionSpec as Ps
 from ._islands import IslandAxis
 from ._search import SearchState, iteration
 
-__all__ = ["prng_impl", "use_host_devices", "island_mesh", "state_specs", "shard_state", "sharded_iteration"]
+__all__ = ["prng_impl", "use_host_devices", "device_list", "island_mesh", "problem_mesh", "state_specs", "shard_state", "sharded_iteration"]
 
 AXIS = "island"
+PROBLEM = "problem"
 
 
 def prng_impl(devices) -> str:
@@ -57,15 +58,16 @@ def use_host_devices(n: int) -> None:
             f"Python with JAX_NUM_CPU_DEVICES={n}).")
 
 
-def island_mesh(devices, populations: int) -> Mesh | None:
-    """The mesh for `devices` (None / 1: one device, no mesh; an int `n`: the first
+def device_list(devices) -> list | None:
+    """The devices of a request (None / 1: one device, no split; an int `n`: the first
     `n` devices of the default backend, made on CPU if JAX has not started; or a list
-    of devices). `populations` must split evenly over them."""
+    of devices), checked; None when the request is one local device."""
     if devices is None:
         return None
     if isinstance(devices, bool):
         raise TypeError("`devices` takes an int or a list of JAX devices, not a bool.")
-    if isinstance(devices, int):
+    if isinstance(devices, (int, np.integer)):
+        devices = int(devices)
         if devices < 1:
             raise ValueError(f"`devices` must be at least 1, got {devices}.")
         if devices == 1:
@@ -87,14 +89,29 @@ def island_mesh(devices, populations: int) -> Mesh | None:
             raise ValueError("`devices` lists a device twice.")
     else:
         raise TypeError(f"`devices` takes None, an int or a list of JAX devices, got {devices!r}.")
-    n = len(devices)
-    if n == 1 and devices[0].process_index == jax.process_index():
+    if len(devices) == 1 and devices[0].process_index == jax.process_index():
         return None
+    return devices
+
+
+def island_mesh(devices, populations: int) -> Mesh | None:
+    """The 1-D mesh of the islands for `devices` (see `device_list`; None: one device).
+    `populations` must split evenly over them."""
+    devices = device_list(devices)
+    if devices is None:
+        return None
+    n = len(devices)
     if populations % n:
         raise ValueError(
             f"populations={populations} islands cannot be split evenly over {n} devices; "
             f"use a multiple of {n} (e.g. {n * max(1, round(populations / n))}).")
     return Mesh(np.array(devices), (AXIS,))
+
+
+def problem_mesh(devices) -> Mesh | None:
+    """The 1-D mesh of the problem axis of `search_many` (None: one device)."""
+    devices = device_list(devices)
+    return None if devices is None else Mesh(np.array(devices), (PROBLEM,))
 
 
 def state_specs(state: SearchState) -> SearchState:
@@ -143,3 +160,24 @@ def _sharded(state, data, curmaxsize, *, evaluator, opts, mesh: Mesh):
 
 #: `iteration` with the islands split over `mesh` (static, like the options).
 sharded_iteration = jax.jit(_sharded, static_argnames=("evaluator", "opts", "mesh"))
+
+
+def shard_problems(tree, mesh: Mesh):
+    """`tree` (every leaf led by the problem axis) split over `mesh` along that axis."""
+    return jax.tree.map(lambda x: _put(x, NamedSharding(mesh, Ps(PROBLEM))), tree)
+
+
+def over_problems(fn, mesh: Mesh, replicated: tuple[str, ...] = ()):
+    """`fn(**kwargs)` (vmapped over problems) under `shard_map`: each device runs its block
+    of problems; keyword arguments in `replicated` are whole on every device, every other
+    argument and every output is split along its leading axis."""
+
+    def run(**kwargs):
+        names = list(kwargs)
+        specs = tuple(Ps() if k in replicated else Ps(PROBLEM) for k in names)
+        return jax.shard_map(
+            lambda *args: fn(**dict(zip(names, args))), mesh=mesh,
+            in_specs=specs, out_specs=Ps(PROBLEM), check_vma=False,
+        )(*(kwargs[k] for k in names))
+
+    return run

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -20,9 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from ._devices import over_problems, prng_impl, problem_mesh, replicate, shard_problems
 from ._equations import equations_table
 from ._evaluate import check_data, get_evaluator
-from ._params import PYSR_DEFAULTS, build_search_options, check_unknown_kwargs
+from ._params import PYSR_DEFAULTS, build_search_options, check_unknown_kwargs, devices_of
 from ._run import (
     SearchResult,
     _compiled,
@@ -64,9 +66,24 @@ _ITERATION_MANY = jax.jit(_iteration_many, static_argnames=("evaluator", "opts")
 _BASELINE_MANY = jax.jit(_baseline_many, static_argnames=("evaluator", "opts"))
 
 
+def _split(fn, replicated=()):
+    """`fn` with its problems split over the static `mesh` (`over_problems`)."""
+
+    def split(*, evaluator, opts, mesh, **kwargs):
+        body = functools.partial(fn, evaluator=evaluator, opts=opts)
+        return over_problems(body, mesh, replicated)(**kwargs)
+
+    return jax.jit(split, static_argnames=("evaluator", "opts", "mesh"))
+
+
+_INIT_SPLIT = _split(_init_many, replicated=("curmaxsize",))
+_ITERATION_SPLIT = _split(_iteration_many, replicated=("curmaxsize",))
+_BASELINE_SPLIT = _split(_baseline_many)
+
+
 def search_many(
     X, y, *, variable_names: Sequence[str] | None = None, random_state: int | Sequence[int] | None = None,
-    evaluator: str = "switch", **params: Any,
+    evaluator: str = "switch", devices=None, **params: Any,
 ) -> ManyResult:
     """B independent searches at once on `X [B, N, F]`, `y [B, N]`.
 
@@ -76,6 +93,12 @@ def search_many(
     `random_state + b`) or one seed per problem. The run stops after `niterations`, at
     `timeout_in_seconds`, or once every problem has an equation with loss at most
     `early_stop_condition`.
+
+    `devices` (an int, or a list of JAX devices; default PySR's `procs`) splits the
+    problems over that many devices, each running its block; B is padded to a multiple
+    of them with copies of the last problem, whose results are dropped. With `devices`
+    set the random numbers come from threefry, so that every device count gives the same
+    tables (without it, from `rbg`, the fastest on one CPU device).
     """
     check_unknown_kwargs({k: v for k, v in params.items() if k not in PYSR_DEFAULTS})
     X = np.asarray(X)
@@ -98,6 +121,9 @@ def search_many(
             raise ValueError(f"`{name}` is not supported by `search_many`; use PySRRegressor.fit "
                              "per problem for it.")
     opts, dtype = build_search_options(p, F)
+    if devices is None:
+        devices = devices_of(p)
+    mesh = problem_mesh(devices)
     if variable_names is not None and len(variable_names) != F:
         raise ValueError(f"`variable_names` needs {F} names, got {len(variable_names)}.")
     names = list(variable_names) if variable_names is not None else [f"x{i}" for i in range(F)]
@@ -112,15 +138,23 @@ def search_many(
     ctx = jax.enable_x64(True) if dtype == np.float64 else contextlib.nullcontext()
     with ctx:
         return _run(X, y, opts, names, seeds, evaluator, int(p["niterations"]),
-                    p["timeout_in_seconds"], early, jdtype, p["loss_scale"])
+                    p["timeout_in_seconds"], early, jdtype, p["loss_scale"], mesh,
+                    prng_impl(devices))
 
 
-def _run(X, y, opts, names, seeds, evaluator, niterations, timeout, early, dtype, loss_scale):
-    B, N, F = X.shape
+def _run(X, y, opts, names, seeds, evaluator, niterations, timeout, early, dtype, loss_scale,
+         mesh, impl):
+    B = X.shape[0]
+    if mesh is not None and B % mesh.size:  # pad with copies of the last problem
+        extra = mesh.size - B % mesh.size
+        X = np.concatenate([X, np.repeat(X[-1:], extra, 0)])
+        y = np.concatenate([y, np.repeat(y[-1:], extra, 0)])
+        seeds = seeds + [seeds[-1]] * extra
+    Bp, N, F = X.shape
     ev = get_evaluator(evaluator, opts.operators)
     n = padded_rows(N)
     Xs, ys, ws, popts = [], [], [], opts
-    for b in range(B):
+    for b in range(Bp):
         Xb, yb, wb = _pad_rows(X[b], y[b], None, n)
         Xb, popts = _pad_features(Xb, opts)
         Xs.append(Xb.T)
@@ -129,28 +163,43 @@ def _run(X, y, opts, names, seeds, evaluator, niterations, timeout, early, dtype
     # padded rows have weight 0, as in `run_search` (which always passes the weights)
     data = SearchData(jnp.asarray(np.stack(Xs), dtype), jnp.asarray(np.stack(ys), dtype),
                       jnp.asarray(np.stack(ws), dtype),
-                      jnp.zeros((B,), dtype), jnp.full((B,), F, jnp.int32))
+                      jnp.zeros((Bp,), dtype), jnp.full((Bp,), F, jnp.int32))
+    keys = jnp.stack([jax.random.key(s, impl=impl) for s in seeds])
     t0 = time.perf_counter()
-    data = data._replace(baseline=_compiled(_BASELINE_MANY, ev, popts, data=data)(data=data))
-    keys = jnp.stack([jax.random.key(s, impl="rbg") for s in seeds])
-    init = dict(keys=keys, data=data, curmaxsize=jnp.int32(_cur_maxsize(popts, 0, niterations)))
-    state = _compiled(_INIT_MANY, ev, popts, **init)(**init)
-    step = _compiled(_ITERATION_MANY, ev, popts, state=state, data=data, curmaxsize=jnp.int32(0))
+    if mesh is None:
+        fns, static = (_BASELINE_MANY, _INIT_MANY, _ITERATION_MANY), None
+
+        def scalar(v):
+            return jnp.int32(v)
+    else:
+        fns, static = (_BASELINE_SPLIT, _INIT_SPLIT, _ITERATION_SPLIT), dict(mesh=mesh)
+        data, keys = shard_problems(data, mesh), shard_problems(keys, mesh)
+
+        def scalar(v):
+            return replicate(jnp.int32(v), mesh)
+    baseline, init_many, iteration_many = fns
+    data = data._replace(baseline=_compiled(baseline, ev, popts, static, data=data)(data=data))
+    init = dict(keys=keys, data=data, curmaxsize=scalar(_cur_maxsize(popts, 0, niterations)))
+    state = _compiled(init_many, ev, popts, static, **init)(**init)
+    step = _compiled(iteration_many, ev, popts, static, state=state, data=data,
+                     curmaxsize=scalar(0))
     compile_s = time.perf_counter() - t0
     start = time.perf_counter()
-    evals = np.zeros(B)
+    evals = np.zeros(Bp)
     it, stopped = 0, "niterations"
     for it in range(1, niterations + 1):
-        cur = jnp.int32(_cur_maxsize(popts, it - 1, niterations))
-        state, e = step(state=state, data=data, curmaxsize=cur)
+        state, e = step(state=state, data=data,
+                        curmaxsize=scalar(_cur_maxsize(popts, it - 1, niterations)))
         evals += np.asarray(e)
         if timeout is not None and time.perf_counter() - t0 >= timeout:
             stopped = "timeout"
             break
-        if early is not None and bool(np.all(np.asarray(jnp.min(state.hof.loss, axis=1)) <= float(early))):
+        if early is not None and bool(np.all(np.asarray(state.hof.loss).min(axis=1)[:B] <= float(early))):
             stopped = "early_stop_condition"
             break
     wall = time.perf_counter() - start
+    if mesh is not None:  # one device's copy, to be sliced per problem
+        state = jax.device_put(state, mesh.devices.flat[0])
     results, tables = [], []
     for b in range(B):
         sb = jax.tree.map(lambda a, b=b: a[b], state)

@@ -25,11 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # Runs in a subprocess with two CPU devices: every iteration's whole state of a search
 # on one device against the same search split over two, for a reference-evaluator
 # search of 4 islands (2 per device: batches of 8 expressions) and a mini-batched
-# switch-evaluator one.
+# switch-evaluator one; then `search_many` on 3 problems with devices=1 and devices=2
+# (the problems split 2 + 1, padded with a copy of the last).
 _SAME_SEARCH = r"""
 import json, sys
 import jax, numpy as np
-from symjax_sr import make_operator_set
+from symjax_sr import make_operator_set, search_many
 from symjax_sr._options import SearchOptions
 from symjax_sr._run import run_search
 assert jax.device_count() == 2, jax.devices()
@@ -56,6 +57,18 @@ for name, extra, ev in [("reference", {}, "reference"),
                 diffs.append(f"iteration {it + 1} {jax.tree_util.keystr(path)}")
     out[name] = dict(iterations=[len(states[1]), len(states[2])], diffs=diffs,
                      evals=[evals[1], evals[2]])
+Xb = rng.uniform(-2, 2, (3, 40, 2))
+yb = np.stack([Xb[0, :, 0] * Xb[0, :, 1], np.cos(Xb[1, :, 0]) + Xb[1, :, 1], Xb[2, :, 0] ** 2])
+many = {d: search_many(Xb, yb, random_state=0, devices=d, evaluator="reference",
+                       binary_operators=["+", "-", "*"], unary_operators=["cos"],
+                       populations=2, population_size=16, ncycles_per_iteration=10, maxsize=10,
+                       niterations=3, should_optimize_constants=False) for d in (1, 2)}
+out["many"] = dict(
+    tables=[len(many[1].equations), len(many[2].equations)],
+    equal=[t1[["complexity", "loss", "equation"]].values.tolist()
+           == t2[["complexity", "loss", "equation"]].values.tolist()
+           for t1, t2 in zip(many[1].equations, many[2].equations)],
+    evals=[[r.num_evals for r in many[d].results] for d in (1, 2)])
 print("RESULT " + json.dumps(out))
 """
 
@@ -82,6 +95,10 @@ def test_one_and_two_devices_run_the_same_search():
         assert r["iterations"] == [5, 5]
         assert r["diffs"] == [], r["diffs"][:5]
         assert r["evals"][0] == r["evals"][1] > 0
+    many = out["many"]
+    assert many["tables"] == [3, 3]
+    assert many["equal"] == [True, True, True]
+    assert many["evals"][0] == many["evals"][1] and min(many["evals"][0]) > 0
 
 
 def _free_port() -> int:

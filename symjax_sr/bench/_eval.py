@@ -8,6 +8,11 @@ nodes x rows / seconds, for the fused loss (what a search calls every generation
 `flags_agree` and `median_rel_err` compare `predict` with the reference evaluator on the
 first 250 expressions; `flags_agree_numpy` compares every flag with the NumPy loop
 (which, unlike XLA:CPU, keeps subnormals, so it differs from any XLA kernel slightly).
+
+`--devices N` splits each population over N devices (`shard_map`; on CPU, N host
+devices, one per core) with the rows whole on each; P must be a multiple of N.
+`devices`, `node_evals_per_s_per_device` and `exprs_per_s_per_device` are reported
+(the totals divided by the devices); the NumPy baseline stays one loop on one core.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--strategies", default=",".join(STRATEGIES),
                         help="comma-separated kernels to time (default select,switch)")
+    parser.add_argument("--devices", type=int, default=None,
+                        help="split each population over N devices (default: one)")
 
 
 def _ints(text: str, name: str) -> list[int]:
@@ -108,7 +115,16 @@ def _operon_rate(pop, X) -> float | None:
     return None  # pyoperon's tree conversion is not wired up; reported as absent
 
 
-def _run_config(P, N, strategies, repeats, operators, jax, jnp):
+def _split(fn, mesh, n_in: int):
+    """`fn(pop, *whole)` with the population split over `mesh` (its rows whole)."""
+    import jax
+    from jax.sharding import PartitionSpec as Ps
+
+    return jax.shard_map(fn, mesh=mesh, in_specs=(Ps("d"),) + (Ps(),) * (n_in - 1),
+                         out_specs=Ps("d"), check_vma=False)
+
+
+def _run_config(P, N, strategies, repeats, operators, jax, jnp, mesh=None):
     from symjax_sr._evaluate import get_evaluator
     from symjax_sr._random import numpy_rng_population
 
@@ -128,6 +144,14 @@ def _run_config(P, N, strategies, repeats, operators, jax, jnp):
     operon = _operon_rate(pop, X)
 
     Xt, yj = jnp.asarray(X.T), jnp.asarray(y)
+    if mesh is not None:
+        from jax.sharding import NamedSharding
+        from jax.sharding import PartitionSpec as Ps
+
+        split, whole = NamedSharding(mesh, Ps("d")), NamedSharding(mesh, Ps())
+        pop, pop2 = (jax.device_put(p, split) for p in (pop, pop2))
+        Xt, yj = jax.device_put(Xt, whole), jax.device_put(yj, whole)
+    devices = 1 if mesh is None else mesh.size
     # The reference evaluator (vmapped scan, [P, S, N] registers) on a subset keeps memory small.
     n_ref = min(P, REF_EXPRESSIONS)
     sub = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[:n_ref], pop)
@@ -145,6 +169,8 @@ def _run_config(P, N, strategies, repeats, operators, jax, jnp):
             traces["n"] += 1
             return ev.predict(p, xt)
 
+        if mesh is not None:
+            loss_fn, predict_fn = _split(loss_fn, mesh, 3), _split(predict_fn, mesh, 2)
         loss_j, pred_j = jax.jit(loss_fn), jax.jit(predict_fn)
         t0 = time.perf_counter()
         jax.block_until_ready(loss_j(pop, Xt, yj))
@@ -164,8 +190,11 @@ def _run_config(P, N, strategies, repeats, operators, jax, jnp):
             "backend": jax.default_backend(),
             "device": str(jax.devices()[0].device_kind),
             "strategy": name,
+            "devices": devices,
             "node_evals_per_s": nodes * N / t,
             "exprs_per_s": P / t,
+            "node_evals_per_s_per_device": nodes * N / t / devices,
+            "exprs_per_s_per_device": P / t / devices,
             "numpy_node_evals_per_s": np_rate,
             "ratio_vs_numpy": (nodes * N / t) / np_rate,
             "operon_node_evals_per_s": operon,
@@ -185,13 +214,15 @@ def _run_config(P, N, strategies, repeats, operators, jax, jnp):
 
 
 def _print_table(rows) -> None:
-    head = (f"{'P':>5} {'N':>6} {'strategy':>8} {'M node/s':>9} {'numpy':>7} {'ratio':>6} "
+    head = (f"{'P':>5} {'N':>6} {'strategy':>8} {'dev':>3} {'M node/s':>9} {'per dev':>8} "
+            f"{'numpy':>7} {'ratio':>6} "
             f"{'expr/s':>9} {'compile':>7} {'recomp':>6} {'flags':>8} {'rel err':>8} {'RSS MB':>7}")
     print(head)
     print("-" * len(head))
     for r in rows:
         strategy = r["strategy"] if r["strategy"] != "auto" else f"auto={r['chosen']}"
-        print(f"{r['P']:>5} {r['N']:>6} {strategy:>8} {r['node_evals_per_s'] / 1e6:>9.0f} "
+        print(f"{r['P']:>5} {r['N']:>6} {strategy:>8} {r['devices']:>3} "
+              f"{r['node_evals_per_s'] / 1e6:>9.0f} {r['node_evals_per_s_per_device'] / 1e6:>8.0f} "
               f"{r['numpy_node_evals_per_s'] / 1e6:>7.0f} {r['ratio_vs_numpy']:>5.2f}x "
               f"{r['exprs_per_s']:>9.3g} {r['compile_s']:>6.2f}s {r['recompiles']:>6d} "
               f"{r['flags_agree']:>8.6f} {r['median_rel_err']:>8.1e} {r['peak_rss_mb']:>7.0f}",
@@ -199,6 +230,12 @@ def _print_table(rows) -> None:
 
 
 def main(args) -> int:
+    if args.devices is not None:
+        from symjax_sr import use_host_devices
+
+        if args.devices < 1:
+            raise SystemExit(f"--devices must be at least 1, got {args.devices}.")
+        use_host_devices(args.devices)  # before JAX starts; only the CPU backend reads it
     import jax
     import jax.numpy as jnp
 
@@ -210,15 +247,28 @@ def main(args) -> int:
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     repeats = 1 if args.quick else 3
     operators = make_operator_set(BINARY, UNARY)
+    mesh = None
+    if args.devices is not None and args.devices > 1:
+        from jax.sharding import Mesh
+
+        if len(jax.devices()) < args.devices:
+            raise SystemExit(f"--devices {args.devices} but the {jax.default_backend()} backend "
+                             f"has {len(jax.devices())}.")
+        bad = [P for P in pops if P % args.devices]
+        if bad:
+            raise SystemExit(f"--populations {bad} do not split evenly over --devices "
+                             f"{args.devices}; use multiples of {args.devices}.")
+        mesh = Mesh(np.array(jax.devices()[:args.devices]), ("d",))
     if not args.json:
-        print(f"backend {jax.default_backend()} ({jax.devices()[0].device_kind}), "
+        print(f"backend {jax.default_backend()} ({jax.devices()[0].device_kind}) x "
+              f"{1 if mesh is None else mesh.size}, "
               f"baseline: Python loop over expressions, NumPy float32 over rows")
     all_rows = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for P in pops:
             for N in rows_n:
-                rows = _run_config(P, N, strategies, repeats, operators, jax, jnp)
+                rows = _run_config(P, N, strategies, repeats, operators, jax, jnp, mesh)
                 all_rows += rows
                 if args.json:
                     for r in rows:

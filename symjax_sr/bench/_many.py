@@ -9,6 +9,12 @@ solved when its best equation's training NMSE is below 1e-10. Reported per B:
 `problems_per_s` (B / many_s), and the loop's `loop_s_per_problem` (measured on
 `min(B, --loop-max)` problems), `loop_problems_per_s`, `loop_solved_frac` and
 `ratio_vs_loop` (problems per second, batched over looped).
+
+`--devices N` splits the problems of `search_many` over N devices (on CPU, N host
+devices, one per core; the loop baseline stays on one): `devices` and
+`problems_per_s_per_device` (problems_per_s / devices) are reported too. With it, both
+runs draw their random numbers with threefry (the generator of a split search), so
+that a run with `--devices 1` is the one-device reference of the same searches.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--evaluator", default="select", help="evaluator of both runs (select, switch)")
     parser.add_argument("--no-constants", action="store_true",
                         help="should_optimize_constants=False in both runs (isolates the optimiser's cost)")
+    parser.add_argument("--devices", type=int, default=None,
+                        help="split the problems over N devices (default: one, no split)")
     parser.add_argument("--json", action="store_true")
 
 
@@ -57,7 +65,8 @@ def measure(B: int, args) -> dict:
 
     X, y = problems(B, args.rows, args.seed)
     kw = dict(SETTINGS, niterations=args.niterations, should_optimize_constants=not args.no_constants)
-    res = search_many(X, y, random_state=args.seed, evaluator=args.evaluator, **kw)
+    res = search_many(X, y, random_state=args.seed, evaluator=args.evaluator,
+                      devices=args.devices, **kw)
     solved = sum(_solved(min(e.loss for e in r.hall_of_fame), y[b]) for b, r in enumerate(res.results))
     opts, _ = build_search_options({**PYSR_DEFAULTS, **kw}, X.shape[2])
     loop_n = min(B, args.loop_max)
@@ -65,21 +74,31 @@ def measure(B: int, args) -> dict:
     for b in range(loop_n):
         t = time.perf_counter()
         r = run_search(X[b], y[b], opts, niterations=args.niterations, random_state=args.seed + b,
-                       evaluator=args.evaluator)
+                       evaluator=args.evaluator, devices=None if args.devices is None else 1)
         elapsed = time.perf_counter() - t
         loop_compile += r.compile_s
         loop_s += elapsed - r.compile_s
         loop_solved += _solved(min(e.loss for e in r.hall_of_fame), y[b])
     per = loop_s / loop_n
     pps = B / res.wall_s
-    return {"B": B, "evaluator": args.evaluator, "constants": not args.no_constants, "rows": args.rows, "niterations": args.niterations, "many_s": round(res.wall_s, 3),
-            "many_compile_s": round(res.compile_s, 2), "solved": int(solved), "problems_per_s": round(pps, 3),
+    devices = args.devices or 1
+    return {"B": B, "evaluator": args.evaluator, "constants": not args.no_constants,
+            "rows": args.rows, "niterations": args.niterations, "devices": devices,
+            "many_s": round(res.wall_s, 3), "many_compile_s": round(res.compile_s, 2),
+            "solved": int(solved), "problems_per_s": round(pps, 3),
+            "problems_per_s_per_device": round(pps / devices, 3),
             "loop_problems": loop_n, "loop_s_per_problem": round(per, 4),
             "loop_compile_s": round(loop_compile, 2), "loop_problems_per_s": round(1 / per, 3),
             "loop_solved_frac": round(loop_solved / loop_n, 3), "ratio_vs_loop": round(pps * per, 2)}
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.devices is not None:
+        from symjax_sr import use_host_devices
+
+        if args.devices < 1:
+            raise SystemExit(f"--devices must be at least 1, got {args.devices}.")
+        use_host_devices(args.devices)  # before JAX starts; only the CPU backend reads it
     sizes = [int(b) for b in args.problems.split(",")]
     rows = []
     for B in sizes:
