@@ -42,7 +42,7 @@ _S1, _S2, _S3 = np.float32(-1.9515295891e-4), np.float32(8.3321608736e-3), np.fl
 _C1, _C2, _C3 = np.float32(2.443315711809948e-5), np.float32(-1.388731625493765e-3), np.float32(4.166664568298827e-2)
 
 
-def _reduce(x: Float[Array, "..."]) -> tuple[Float[Array, "..."], Array]:
+def _reduce(x: Float[Array, ...]) -> tuple[Float[Array, ...], Array]:
     """`(r, q)` with x = r + (4n + q) pi/2, |r| <= pi/4 and q in 0..3 (int32)."""
     k = jnp.round(x * _TWO_OVER_PI)
     kh = jnp.round(k * np.float32(1.0 / 4096.0)) * np.float32(4096.0)
@@ -57,7 +57,7 @@ def _reduce(x: Float[Array, "..."]) -> tuple[Float[Array, "..."], Array]:
     return r, q
 
 
-def _polys(r: Float[Array, "..."]) -> tuple[Float[Array, "..."], Float[Array, "..."]]:
+def _polys(r: Float[Array, ...]) -> tuple[Float[Array, ...], Float[Array, ...]]:
     z = r * r
     s = ((_S1 * z + _S2) * z + _S3) * z * r + r
     c = ((_C1 * z + _C2) * z + _C3) * z * z - np.float32(0.5) * z + np.float32(1.0)
@@ -84,7 +84,7 @@ def _sincos(x):
 
 
 @jax.custom_jvp
-def fast_sincos(x: Float[Array, "..."]) -> tuple[Float[Array, "..."], Float[Array, "..."]]:
+def fast_sincos(x: Float[Array, ...]) -> tuple[Float[Array, ...], Float[Array, ...]]:
     """`(sin(x), cos(x))` in one pass; float32 max abs error ~1e-7 for |x| <= 1.6e6."""
     return _sincos(x)
 
@@ -97,7 +97,7 @@ def _fast_sincos_jvp(primals, tangents):
 
 
 @jax.custom_jvp
-def fast_sin(x: Float[Array, "..."]) -> Float[Array, "..."]:
+def fast_sin(x: Float[Array, ...]) -> Float[Array, ...]:
     """float32 sine, vectorisable on XLA:CPU; NaN for inf/NaN input."""
     return _sincos(x)[0]
 
@@ -110,7 +110,7 @@ def _fast_sin_jvp(primals, tangents):
 
 
 @jax.custom_jvp
-def fast_cos(x: Float[Array, "..."]) -> Float[Array, "..."]:
+def fast_cos(x: Float[Array, ...]) -> Float[Array, ...]:
     """float32 cosine, vectorisable on XLA:CPU; NaN for inf/NaN input."""
     return _sincos(x)[1]
 

@@ -187,3 +187,20 @@ def test_regressor_refuses_procs_beyond_the_devices_before_searching():
 def test_the_generator_follows_the_devices_option():
     assert prng_impl(None) == "rbg"
     assert prng_impl(1) == prng_impl(2) == "threefry2x32"
+
+
+def test_bench_eval_splits_the_population_over_two_devices():
+    proc = _python(["-m", "symjax_sr.bench", "eval", "--devices", "2", "--populations", "64",
+                    "--rows", "32", "--json"], {})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert {r["strategy"] for r in rows} == {"select", "switch", "auto"}
+    for r in rows:
+        assert r["devices"] == 2 and r["P"] == 64 and r["N"] == 32
+        assert r["node_evals_per_s_per_device"] == pytest.approx(r["node_evals_per_s"] / 2)
+        assert r["exprs_per_s_per_device"] == pytest.approx(r["exprs_per_s"] / 2)
+        assert r["flags_agree"] == 1.0 and r["recompiles"] == 0
+        assert r["median_rel_err"] < 1e-5
+    bad = _python(["-m", "symjax_sr.bench", "eval", "--devices", "2", "--populations", "63",
+                   "--rows", "32"], {})
+    assert bad.returncode != 0 and "multiples of 2" in bad.stderr

@@ -175,7 +175,7 @@ def _run_config(P, N, strategies, repeats, operators, jax, jnp, mesh=None):
         t0 = time.perf_counter()
         jax.block_until_ready(loss_j(pop, Xt, yj))
         compile_s = time.perf_counter() - t0
-        t = _time(lambda: jax.block_until_ready(loss_j(pop, Xt, yj)), repeats)
+        t = _time(lambda f=loss_j: jax.block_until_ready(f(pop, Xt, yj)), repeats)
         pred, ok = (np.asarray(a) for a in pred_j(pop, Xt))
         before = traces["n"]
         jax.block_until_ready(loss_j(pop2, Xt, yj))

@@ -8,7 +8,8 @@ solved when its best equation's training NMSE is below 1e-10. Reported per B:
 `many_s` (search time, compilation apart), `many_compile_s`, `solved`,
 `problems_per_s` (B / many_s), and the loop's `loop_s_per_problem` (measured on
 `min(B, --loop-max)` problems), `loop_problems_per_s`, `loop_solved_frac` and
-`ratio_vs_loop` (problems per second, batched over looped).
+`ratio_vs_loop` (problems per second, batched over looped), and problems solved per
+second, `solved_per_s` and `loop_solved_per_s`.
 
 `--devices N` splits the problems of `search_many` over N devices (on CPU, N host
 devices, one per core; the loop baseline stays on one): `devices` and
@@ -87,9 +88,11 @@ def measure(B: int, args) -> dict:
             "many_s": round(res.wall_s, 3), "many_compile_s": round(res.compile_s, 2),
             "solved": int(solved), "problems_per_s": round(pps, 3),
             "problems_per_s_per_device": round(pps / devices, 3),
+            "solved_per_s": round(solved / res.wall_s, 4),
             "loop_problems": loop_n, "loop_s_per_problem": round(per, 4),
             "loop_compile_s": round(loop_compile, 2), "loop_problems_per_s": round(1 / per, 3),
-            "loop_solved_frac": round(loop_solved / loop_n, 3), "ratio_vs_loop": round(pps * per, 2)}
+            "loop_solved_frac": round(loop_solved / loop_n, 3),
+            "loop_solved_per_s": round(loop_solved / loop_s, 4), "ratio_vs_loop": round(pps * per, 2)}
 
 
 def main(args: argparse.Namespace) -> int:
