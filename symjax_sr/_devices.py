@@ -1,10 +1,11 @@
-"""Which devices a search runs on: the island mesh, the sharded iteration, host devices.
+"""Which devices a search runs on: the meshes, the sharded programs, host devices.
 
-`island_mesh(devices, populations)` checks the request and builds the 1-D mesh;
-`sharded_iteration` is `iteration` under `shard_map` over it (the state's island
-axis split, everything else replicated). `use_host_devices(n)` is the opt-in way to
-give XLA:CPU `n` devices (one per core) before JAX starts; nothing here changes JAX's
-configuration unless called.
+`device_list(devices)` checks a request; `island_mesh(devices, populations)` builds the
+1-D mesh of one search's islands and `sharded_iteration` is `iteration` under
+`shard_map` over it (the state's island axis split, everything else replicated);
+`problem_mesh` and `over_problems` do the same for the problem axis of `search_many`.
+`use_host_devices(n)` is the opt-in way to give XLA:CPU `n` devices (one per core)
+before JAX starts; nothing here changes JAX's configuration unless called.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from jax.sharding import PartitionSpec as Ps
 from ._islands import IslandAxis
 from ._search import SearchState, iteration
 
-__all__ = ["prng_impl", "use_host_devices", "device_list", "island_mesh", "problem_mesh", "state_specs", "shard_state", "sharded_iteration"]
+__all__ = [
+    "prng_impl", "use_host_devices", "device_list", "island_mesh", "problem_mesh", "state_specs",
+    "shard_state", "replicate", "sharded_iteration", "shard_problems", "over_problems",
+]
 
 AXIS = "island"
 PROBLEM = "problem"

@@ -170,3 +170,41 @@ def test_bad_block_size_names_the_value():
         SelectEvaluator(BENCH_OPS, block=0)
     with pytest.raises(ValueError, match="row_block"):
         SwitchEvaluator(BENCH_OPS, row_block=0)
+
+
+@pytest.mark.parametrize("n, block", [(1, 8), (7, 8), (45, 20), (100, 64), (5000, 4096),
+                                      (10_000, 4096), (4096, 4096), (4097, 4096)])
+def test_row_tiles_are_few_and_nearly_unpadded(n, block):
+    from symjax_sr._kernels._common import pad_rows
+
+    Xt = jnp.arange(3 * n, dtype=jnp.float32).reshape(3, n)
+    tiles, valid, R = pad_rows(Xt, block)
+    nb = tiles.shape[0]
+    assert tiles.shape == (nb, 3, R) and valid.shape == (nb, R)
+    assert nb == -(-n // block)  # as few tiles as `block` allows
+    assert nb * R >= n and (nb == 1 or nb * R - n < 8 * nb)  # padding: a few rows per tile
+    assert R <= max(block, n if nb == 1 else 0) + 7
+    back = np.asarray(tiles.transpose(1, 0, 2).reshape(3, nb * R))
+    np.testing.assert_array_equal(back[:, :n], np.asarray(Xt))
+    np.testing.assert_array_equal(np.asarray(valid).reshape(-1), np.arange(nb * R) < n)
+    assert not np.any(back[:, n:])
+
+
+@pytest.mark.parametrize("name", ["select", "switch"])
+def test_unequal_tiles_agree_with_one_tile(name, bench_population):
+    """45 rows in tiles of at most 20 (three of 16) give the one-tile flags, and values
+    and losses up to rounding (XLA:CPU vectorises a tile's tail differently)."""
+    pop, _, _ = bench_population
+    X = np.random.default_rng(2).uniform(-2, 2, (45, 3)).astype(np.float32)
+    Xt, y = jnp.asarray(X.T), jnp.asarray(np.sin(X[:, 0]) * X[:, 2])
+    kw = dict(block=4) if name == "select" else {}
+    cls = SelectEvaluator if name == "select" else SwitchEvaluator
+    tiled, whole = cls(BENCH_OPS, row_block=20, **kw), cls(BENCH_OPS, row_block=64, **kw)
+    p1, ok1 = (np.asarray(a) for a in _predict(tiled, pop, Xt))
+    p2, ok2 = (np.asarray(a) for a in _predict(whole, pop, Xt))
+    np.testing.assert_array_equal(ok1, ok2)
+    np.testing.assert_allclose(p1[ok1], p2[ok2], rtol=1e-5, atol=1e-6)
+    l1 = np.asarray(_loss(tiled, pop, Xt, y, None))
+    l2 = np.asarray(_loss(whole, pop, Xt, y, None))
+    np.testing.assert_array_equal(np.isfinite(l1), np.isfinite(l2))
+    np.testing.assert_allclose(l1[np.isfinite(l1)], l2[np.isfinite(l2)], rtol=1e-5)

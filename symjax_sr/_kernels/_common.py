@@ -97,10 +97,13 @@ def levels(pop: Population, operators: OperatorSet) -> Int[Array, "pop length"]:
 def pad_rows(
     Xt: Float[Array, "features rows"], block: int
 ) -> tuple[Float[Array, "blocks features block"], Bool[Array, "blocks block"], int]:
-    """Rows split into `[blocks, F, block]` tiles (zero padded) and a valid-row mask."""
+    """Rows split into `[blocks, F, R]` tiles (zero padded) and a valid-row mask: as few
+    tiles of at most `block` rows as cover N, of equal size (a multiple of 8 rows once
+    there are two or more), so that the padding is a few rows, not up to a whole tile."""
     F, N = Xt.shape
-    R = min(block, N)
-    nb = -(-N // R)
+    nb = -(-N // block)
+    per_tile = -(-N // nb)
+    R = N if nb == 1 else -(-per_tile // 8) * 8
     pad = nb * R - N
     Xp = jnp.pad(Xt, ((0, 0), (0, pad)))
     tiles = Xp.reshape(F, nb, R).transpose(1, 0, 2)
