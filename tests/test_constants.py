@@ -402,3 +402,22 @@ def test_compiles_once_for_new_values(data):
                loss_before=jnp.array([3.0, 2.0]), **kw)
     jax.block_until_ready(res)
     assert len(_TRACES) == traced  # new data, key, mask and losses: no retrace
+
+
+def test_bench_constants_breakdown_times_each_piece_on_the_run_lanes(capsys):
+    import argparse
+    import json
+
+    from symjax_sr.bench import _constants as bench
+
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(["--populations", "20", "--rows", "30", "--tasks", "sin",
+                              "--methods", "LM", "--restarts", "2", "--scipy-members", "3",
+                              "--breakdown", "--json"])
+    assert bench.main(args) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    b = row["breakdown_ms"]
+    assert b["lanes"] == row["members"] * 3 == 60
+    assert set(b) == {"predict", "loss", "gauss_newton", "trials", "lanes"}
+    assert all(b[k] > 0 for k in ("predict", "loss", "gauss_newton", "trials"))

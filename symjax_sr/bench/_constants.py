@@ -17,6 +17,10 @@ finite-difference derivatives, a NumPy float64 objective and the same iteration 
 constants), keeping the best start. When `--scipy-members` is smaller than the
 population it runs on that many members and extrapolates its time per member
 (`scipy_extrapolated` in the output says so).
+
+`--breakdown` adds `breakdown_ms`: one call of each piece of a Levenberg-Marquardt
+iteration on the same lanes (primal `predict`, fused `loss`, the Gauss-Newton pass, the
+three trial losses), to see where the optimiser's time goes.
 """
 
 from __future__ import annotations
@@ -74,6 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="P=200, N=100, 40 scipy members: a smoke run")
     parser.add_argument("--json", action="store_true", help="print JSON lines only")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time the optimiser's pieces on the same lanes (breakdown_ms)")
 
 
 # --------------------------------------------------------------------------- data
@@ -205,6 +211,41 @@ def _default_evaluator() -> str:
     return "reference"
 
 
+def _breakdown(evaluator, pop, members, count, Xt, yj, restarts: int) -> dict:
+    """Milliseconds of one call of each piece of an LM iteration on the run's lanes
+    (members x (1 + restarts)): a primal `predict`, the fused loss, the Gauss-Newton
+    pass (primal + one tangent per constant slot + JᵀJ) and the three trial losses."""
+    from .._optimise._objective import Objective
+
+    R = 1 + restarts
+
+    def rep(a):
+        a = np.asarray(a)[members]
+        return jnp.asarray(np.tile(a, (R,) + (1,) * (a.ndim - 1)))
+
+    free = np.arange(pop.const.shape[1])[None] < count[members][:, None]
+    obj = Objective(evaluator, rep(pop.op), rep(pop.arg), jnp.asarray(np.tile(free, (R, 1))),
+                    Xt, yj, None)
+    c = rep(pop.const)
+    pieces = {
+        "predict": jax.jit(lambda o, c: o.predict(c)),
+        "loss": jax.jit(lambda o, c: o.loss(c)),
+        "gauss_newton": jax.jit(lambda o, c: o.gauss_newton(c)),
+        "trials": jax.jit(lambda o, c: o.loss_many(jnp.stack([c, c, c]))),
+    }
+    out = {}
+    for name, fn in pieces.items():
+        jax.block_until_ready(fn(obj, c))
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(obj, c))
+            best = min(best, time.perf_counter() - t0)
+        out[name] = round(1000 * best, 2)
+    out["lanes"] = int(c.shape[0])
+    return out
+
+
 def _run_one(task, method, P, N, args, rng):
     if task == "sin":
         ops, pop, X, y = _sin_task(P, N, args.length, args.nconst, rng)
@@ -280,6 +321,8 @@ def _run_one(task, method, P, N, args, rng):
         "evaluator": type(evaluator).__name__,
         "nconst": args.nconst,
         "length": args.length,
+        **({"breakdown_ms": _breakdown(evaluator, pop, members, count, Xt, yj, args.restarts)}
+           if getattr(args, "breakdown", False) else {}),
     }
 
 
@@ -313,6 +356,8 @@ def main(args: argparse.Namespace) -> int:
                                 f"{row['median_final_loss']:.2e}", row["scipy_seconds"],
                                 row["ratio_vs_scipy"], row["compile_seconds"], row["n_evals"])
                         print(" ".join(f"{v!s:>10}" for v in vals), flush=True)
+                        if "breakdown_ms" in row:
+                            print(f"{'':>10} one call, ms: {row['breakdown_ms']}", flush=True)
     if not args.json:
         extrapolated = [r for r in rows if r["scipy_extrapolated"]]
         if extrapolated:
