@@ -357,7 +357,7 @@ def optimize_constants(
     obj = Objective(
         evaluator, rep(block(op)), rep(block(arg)), rep(block(free)), Xt, y, weights,
         elementwise_loss=elementwise_loss, loss_function=loss_function,
-        loss_function_expression=loss_function_expression,
+        loss_function_expression=loss_function_expression, groups=R,
     )
     live = rep(block(active))
     c0 = block(starts, 1).reshape(R * Cl, K).astype(pop.const.dtype)

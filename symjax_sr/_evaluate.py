@@ -17,7 +17,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, Bool, Float, Int
 
 from ._operators import CONST, FIRST_OP, PAD, VAR, OperatorSet
 from ._tree import Population, structure
@@ -100,6 +100,26 @@ class Evaluator(eqx.Module):
         """Per-expression loss; faster strategies may fuse it into the kernel."""
         pred, ok = self.predict(pop, Xt)
         return reduce_loss(pred, ok, y, weights, elementwise_loss)
+
+    def predict_shared(
+        self,
+        op: Int[Array, "pop length"],
+        arg: Int[Array, "pop length"],
+        const: Float[Array, "pop groups nconst"],
+        Xt: Float[Array, "features rows"],
+    ) -> tuple[Float[Array, "pop groups rows"], Bool[Array, "pop groups rows"]]:
+        """`predict` for `G` constant vectors per expression (the constant optimiser's
+        restarts and trials). This default repeats the structures; a kernel that can
+        evaluate the G lanes of one structure together overrides it."""
+        P, G, K = const.shape
+        pop = Population(jnp.repeat(op, G, 0), jnp.repeat(arg, G, 0), const.reshape(P * G, K))
+        pred, ok = self.predict(pop, Xt)
+        return pred.reshape(P, G, -1), ok.reshape(P, G, -1)
+
+    @property
+    def shares_structure(self) -> bool:
+        """Whether `predict_shared` is this kernel's own (cheaper than repeating)."""
+        return type(self).predict_shared is not Evaluator.predict_shared
 
     def free_constants(self, pop: Population) -> Bool[Array, "pop nconst"]:
         """The constant slots each expression uses (what the constant optimiser fits):

@@ -421,3 +421,43 @@ def test_bench_constants_breakdown_times_each_piece_on_the_run_lanes(capsys):
     assert b["lanes"] == row["members"] * 3 == 60
     assert set(b) == {"predict", "loss", "gauss_newton", "trials", "lanes"}
     assert all(b[k] > 0 for k in ("predict", "loss", "gauss_newton", "trials"))
+
+
+@pytest.mark.parametrize("name", ["switch", "auto", "select", "reference"])
+def test_lanes_sharing_a_structure_give_the_repeated_results(name):
+    """`groups=R` (the restarts of a member share its structure; the switch kernel then
+    runs each structure once for all of them) changes no flag and no value beyond
+    rounding: predictions, Gauss-Newton terms and trial losses against `groups=1`."""
+    import jax
+    import jax.numpy as jnp
+
+    import symjax_sr._kernels  # noqa: F401
+    from symjax_sr._evaluate import get_evaluator
+    from symjax_sr._operators import make_operator_set
+    from symjax_sr._optimise._objective import Objective
+    from symjax_sr._random import numpy_rng_population
+
+    ops = make_operator_set(["+", "-", "*", "/"], ["sin", "cos", "exp", "log", "sqrt"])
+    C, R, K = 40, 3, 6
+    pop = numpy_rng_population(0, C, ops, 3, 24, K, min_size=3, max_size=21)
+    rng = np.random.default_rng(1)
+    X = rng.uniform(-2, 2, (37, 3)).astype(np.float32)
+    Xt, y = jnp.asarray(X.T), jnp.asarray(X[:, 0] * np.cos(X[:, 1]))
+    ev = get_evaluator(name, ops)
+
+    def rep(a):
+        return jnp.asarray(np.tile(np.asarray(a), (R,) + (1,) * (np.ndim(a) - 1)))
+
+    c = rep(pop.const) * (1 + 0.2 * jnp.asarray(rng.standard_normal((R * C, K)), jnp.float32))
+    free = rep(ev.free_constants(pop))
+    objs = [Objective(ev, rep(pop.op), rep(pop.arg), free, Xt, y, None, groups=g) for g in (1, R)]
+    assert objs[1]._sharing() == (name in ("switch", "auto"))  # auto: switch on CPU
+    for f in (lambda o: o.predict(c), lambda o: o.gauss_newton(c),
+              lambda o: o.loss_many(jnp.stack([c, 1.1 * c]))):
+        one, shared = (jax.tree.leaves(jax.jit(f)(o)) for o in objs)
+        for u, v in zip(one, shared, strict=True):
+            u, v = np.asarray(u), np.asarray(v)
+            np.testing.assert_array_equal(np.isfinite(u), np.isfinite(v))
+            fin = np.isfinite(u)
+            np.testing.assert_allclose(v[fin], u[fin], rtol=1e-5, atol=1e-6)
+    assert np.isfinite(np.asarray(objs[1].predict(c)[0])).any()

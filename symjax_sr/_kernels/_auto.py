@@ -51,6 +51,13 @@ class AutoEvaluator(Evaluator):
     def loss(self, pop, Xt, y, weights=None, elementwise_loss: Callable = l2_loss):
         return self._pick().loss(pop, Xt, y, weights, elementwise_loss)
 
+    def predict_shared(self, op, arg, const, Xt):
+        return self._pick().predict_shared(op, arg, const, Xt)
+
+    @property
+    def shares_structure(self) -> bool:
+        return type(self._pick()).predict_shared is not Evaluator.predict_shared
+
 
 @eqx.filter_jit
 def _loss(evaluator, pop, Xt, y, weights, elementwise_loss):

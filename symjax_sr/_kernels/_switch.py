@@ -38,16 +38,20 @@ class SwitchEvaluator(Evaluator):
         if self.row_block < 1:
             raise ValueError(f"`row_block` ({self.row_block}) must be >= 1.")
 
-    def _branches(self, S: int):
-        """One branch per opcode from VAR on: `(regs, ok, slot, arg, const, Xt) -> (row, ok)`."""
+    def _branches(self, S: int, shared: bool = False):
+        """One branch per opcode from VAR on: `(regs, ok, slot, arg, const, Xt) -> (row, ok)`.
+        `shared`: registers `[S, G, rows]` for `G` constant vectors `const [G, K]`."""
 
         def finish(row, ok):
             return row, ok & jnp.isfinite(row)
 
         def var(regs, ok, slot, a, const, Xt):
-            return finish(Xt[a], ok)
+            return finish(jnp.broadcast_to(Xt[a], ok.shape) if shared else Xt[a], ok)
 
         def cst(regs, ok, slot, a, const, Xt):
+            if shared:
+                c = const[:, a]
+                return jnp.broadcast_to(c[:, None], ok.shape), ok & jnp.isfinite(c)[:, None]
             c = const[a]
             return jnp.broadcast_to(c, ok.shape), ok & jnp.isfinite(c)
 
@@ -72,15 +76,16 @@ class SwitchEvaluator(Evaluator):
         self,
         op: Int[Array, " length"],
         arg: Int[Array, " length"],
-        const: Float[Array, " nconst"],
+        const: Float[Array, "*groups nconst"],
         lev: Int[Array, " length"],
         Xt: Float[Array, "features rows"],
-    ) -> tuple[Float[Array, " rows"], Bool[Array, " rows"]]:
+    ) -> tuple[Float[Array, "*groups rows"], Bool[Array, "*groups rows"]]:
         L = op.shape[0]
         F, R = Xt.shape
-        K = const.shape[0]
+        K = const.shape[-1]
+        G = const.shape[:-1]  # () or (G,): constant vectors sharing the structure
         S = num_registers(L)
-        branches = self._branches(S)
+        branches = self._branches(S, shared=bool(G))
         const = const.astype(Xt.dtype)
         first = L - (op != PAD).sum()
 
@@ -95,9 +100,31 @@ class SwitchEvaluator(Evaluator):
             regs = jax.lax.dynamic_update_index_in_dim(regs, row, slot, 0)
             return regs, ok
 
-        init = (jnp.zeros((S, R), Xt.dtype), jnp.ones((R,), bool))
+        init = (jnp.zeros((S,) + G + (R,), Xt.dtype), jnp.ones(G + (R,), bool))
         regs, ok = jax.lax.fori_loop(first, L, body, init)
         return regs[0], ok
+
+    def predict_shared(self, op, arg, const, Xt):
+        """`G` constant vectors per structure evaluated in one pass over its nodes: each
+        node's operator runs once on `[G, rows]` (a restart's or a trial's lanes share
+        the structure), so the per-node cost is paid once for the G lanes."""
+        C, G, K = const.shape
+        N = Xt.shape[1]
+        tiles, _, R = pad_rows(Xt, max(1, self.row_block // G))
+        lev = levels(Population(op, arg, const[:, 0]), self.operators)
+
+        def per_expr(e):
+            o, a, c, lv = e
+
+            def per_tile(_, xt):
+                return None, self._expr_eval(o, a, c, lv, xt)
+
+            _, (val, ok) = jax.lax.scan(per_tile, None, tiles)  # [tiles, G, R]
+            val, ok = (x.transpose(1, 0, 2).reshape(G, -1)[:, :N] for x in (val, ok))
+            return val, ok
+
+        val, ok = jax.lax.map(per_expr, (op, arg, const.astype(Xt.dtype), lev))
+        return jnp.where(ok, val, jnp.nan), ok
 
     def predict(self, pop: Population, Xt: Float[Array, "features rows"]):
         N = Xt.shape[1]

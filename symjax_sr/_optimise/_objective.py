@@ -87,8 +87,27 @@ class Objective(eqx.Module):
     elementwise_loss: Callable = eqx.field(static=True, default=l2_loss)
     loss_function: Callable | None = eqx.field(static=True, default=None)
     loss_function_expression: Callable | None = eqx.field(static=True, default=None)
+    #: Lanes `g·M + m` (g < groups) share the structure of lane `m`: the restarts of one
+    #: member. Kernels that evaluate such lanes together (`predict_shared`) then run
+    #: each structure once for all of them.
+    groups: int = eqx.field(static=True, default=1)
+
+    def _shared(self, c: Float[Array, "groups_lanes nconst"], G: int):
+        """Predictions of lanes laid out `[G·M]` (lane `g·M + m` has structure `m mod M`
+        of the first M lanes) through `predict_shared`."""
+        B, K = c.shape
+        M = self.op.shape[0] // self.groups
+        cs = c.reshape(G, M, K).transpose(1, 0, 2)
+        pred, ok = self.evaluator.predict_shared(self.op[:M], self.arg[:M], cs, self.Xt)
+        back = lambda a: a.transpose(1, 0, 2).reshape(B, -1)  # noqa: E731
+        return back(pred), back(ok)
+
+    def _sharing(self) -> bool:
+        return self.groups > 1 and self.evaluator.shares_structure
 
     def predict(self, c: Float[Array, "lanes nconst"]):
+        if self._sharing():
+            return self._shared(c, self.groups)
         return self.evaluator.predict(Population(self.op, self.arg, c), self.Xt)
 
     def loss(self, c: Float[Array, "lanes nconst"]) -> Float[Array, " lanes"]:
@@ -104,9 +123,12 @@ class Objective(eqx.Module):
         (Levenberg-Marquardt's; never with a `loss_function_expression`, see
         `resolve_algorithm`)."""
         M, B, K = c.shape
-        op = jnp.tile(self.op, (M, 1))
-        arg = jnp.tile(self.arg, (M, 1))
-        pred, ok = self.evaluator.predict(Population(op, arg, c.reshape(M * B, K)), self.Xt)
+        if self._sharing():
+            pred, ok = self._shared(c.reshape(M * B, K), M * self.groups)
+        else:
+            op = jnp.tile(self.op, (M, 1))
+            arg = jnp.tile(self.arg, (M, 1))
+            pred, ok = self.evaluator.predict(Population(op, arg, c.reshape(M * B, K)), self.Xt)
         loss = lane_loss(pred, ok, self.y, self.weights, self.elementwise_loss, self.loss_function)
         return loss.reshape(M, B)
 

@@ -225,7 +225,7 @@ def _breakdown(evaluator, pop, members, count, Xt, yj, restarts: int) -> dict:
 
     free = np.arange(pop.const.shape[1])[None] < count[members][:, None]
     obj = Objective(evaluator, rep(pop.op), rep(pop.arg), jnp.asarray(np.tile(free, (R, 1))),
-                    Xt, yj, None)
+                    Xt, yj, None, groups=R)  # the restarts share structures, as in the run
     c = rep(pop.const)
     pieces = {
         "predict": jax.jit(lambda o, c: o.predict(c)),
