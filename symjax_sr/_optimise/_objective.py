@@ -93,8 +93,8 @@ class Objective(eqx.Module):
     groups: int = eqx.field(static=True, default=1)
 
     def _shared(self, c: Float[Array, "groups_lanes nconst"], G: int):
-        """Predictions of lanes laid out `[G·M]` (lane `g·M + m` has structure `m mod M`
-        of the first M lanes) through `predict_shared`."""
+        """Predictions of lanes laid out `[G·M]` (lane `g·M + m` has the structure of
+        lane `m`) through `predict_shared`."""
         B, K = c.shape
         M = self.op.shape[0] // self.groups
         cs = c.reshape(G, M, K).transpose(1, 0, 2)
