@@ -21,7 +21,7 @@ def _demo(args) -> int:
         binary_operators=["+", "-", "*", "/"],
         unary_operators=["cos", "exp"],
         niterations=args.niterations,
-        populations=15,
+        populations=31,  # PySR's default island count
         population_size=27,
         ncycles_per_iteration=100,
         maxsize=20,
