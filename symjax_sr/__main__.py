@@ -21,7 +21,7 @@ def _demo(args) -> int:
         binary_operators=["+", "-", "*", "/"],
         unary_operators=["cos", "exp"],
         niterations=args.niterations,
-        populations=31,  # PySR's default island count
+        populations=args.populations,
         population_size=27,
         ncycles_per_iteration=100,
         maxsize=20,
@@ -94,6 +94,7 @@ def main(argv=None) -> int:
     d = sub.add_parser("demo", help="fit a built-in problem and print the equations")
     d.add_argument("--niterations", type=int, default=100)
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--populations", type=int, default=31, help="islands (PySR's default 31)")
     d.add_argument("--output-directory", default="outputs")
     f = sub.add_parser("fit", help="fit a CSV file")
     f.add_argument("data")

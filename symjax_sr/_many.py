@@ -167,17 +167,13 @@ def _run(X, y, opts, names, seeds, evaluator, niterations, timeout, early, dtype
     keys = jnp.stack([jax.random.key(s, impl=impl) for s in seeds])
     t0 = time.perf_counter()
     if mesh is None:
-        fns, static = (_BASELINE_MANY, _INIT_MANY, _ITERATION_MANY), None
-
-        def scalar(v):
-            return jnp.int32(v)
+        baseline, init_many, iteration_many = _BASELINE_MANY, _INIT_MANY, _ITERATION_MANY
+        static, scalar = None, jnp.int32
     else:
-        fns, static = (_BASELINE_SPLIT, _INIT_SPLIT, _ITERATION_SPLIT), dict(mesh=mesh)
+        baseline, init_many, iteration_many = _BASELINE_SPLIT, _INIT_SPLIT, _ITERATION_SPLIT
+        static = dict(mesh=mesh)
         data, keys = shard_problems(data, mesh), shard_problems(keys, mesh)
-
-        def scalar(v):
-            return replicate(jnp.int32(v), mesh)
-    baseline, init_many, iteration_many = fns
+        scalar = lambda v: replicate(jnp.int32(v), mesh)  # noqa: E731
     data = data._replace(baseline=_compiled(baseline, ev, popts, static, data=data)(data=data))
     init = dict(keys=keys, data=data, curmaxsize=scalar(_cur_maxsize(popts, 0, niterations)))
     state = _compiled(init_many, ev, popts, static, **init)(**init)

@@ -104,44 +104,33 @@ class SwitchEvaluator(Evaluator):
         regs, ok = jax.lax.fori_loop(first, L, body, init)
         return regs[0], ok
 
+    def _tiled(self, op, arg, const, Xt, block: int):
+        """Every expression over row tiles of at most `block` rows, one after another
+        (`lax.map`); `const` `[P, K]`, or `[P, G, K]` for G lanes per structure."""
+        N = Xt.shape[1]
+        tiles, _, _ = pad_rows(Xt, block)
+        lev = levels(Population(op, arg, const[:, 0] if const.ndim == 3 else const), self.operators)
+
+        def per_expr(e):
+            o, a, c, lv = e
+
+            def per_tile(_, xt):
+                return None, self._expr_eval(o, a, c, lv, xt)
+
+            _, out = jax.lax.scan(per_tile, None, tiles)  # [tiles, *G, R]
+            return tuple(jnp.moveaxis(x, 0, -2).reshape(x.shape[1:-1] + (-1,))[..., :N] for x in out)
+
+        val, ok = jax.lax.map(per_expr, (op, arg, const, lev))
+        return jnp.where(ok, val, jnp.nan), ok
+
     def predict_shared(self, op, arg, const, Xt):
         """`G` constant vectors per structure evaluated in one pass over its nodes: each
         node's operator runs once on `[G, rows]` (a restart's or a trial's lanes share
         the structure), so the per-node cost is paid once for the G lanes."""
-        C, G, K = const.shape
-        N = Xt.shape[1]
-        tiles, _, R = pad_rows(Xt, max(1, self.row_block // G))
-        lev = levels(Population(op, arg, const[:, 0]), self.operators)
-
-        def per_expr(e):
-            o, a, c, lv = e
-
-            def per_tile(_, xt):
-                return None, self._expr_eval(o, a, c, lv, xt)
-
-            _, (val, ok) = jax.lax.scan(per_tile, None, tiles)  # [tiles, G, R]
-            val, ok = (x.transpose(1, 0, 2).reshape(G, -1)[:, :N] for x in (val, ok))
-            return val, ok
-
-        val, ok = jax.lax.map(per_expr, (op, arg, const.astype(Xt.dtype), lev))
-        return jnp.where(ok, val, jnp.nan), ok
+        return self._tiled(op, arg, const, Xt, max(1, self.row_block // const.shape[1]))
 
     def predict(self, pop: Population, Xt: Float[Array, "features rows"]):
-        N = Xt.shape[1]
-        tiles, _, R = pad_rows(Xt, self.row_block)
-        lev = levels(pop, self.operators)
-
-        def per_expr(e):
-            o, a, c, lv = e
-
-            def per_tile(_, xt):
-                return None, self._expr_eval(o, a, c, lv, xt)
-
-            _, (val, ok) = jax.lax.scan(per_tile, None, tiles)
-            return val.reshape(-1)[:N], ok.reshape(-1)[:N]
-
-        val, ok = jax.lax.map(per_expr, (pop.op, pop.arg, pop.const, lev))
-        return jnp.where(ok, val, jnp.nan), ok
+        return self._tiled(pop.op, pop.arg, pop.const, Xt, self.row_block)
 
     def loss(
         self,

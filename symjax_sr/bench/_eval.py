@@ -13,6 +13,7 @@ first 250 expressions; `flags_agree_numpy` compares every flag with the NumPy lo
 devices, one per core) with the rows whole on each; P must be a multiple of N.
 `devices`, `node_evals_per_s_per_device` and `exprs_per_s_per_device` are reported
 (the totals divided by the devices); the NumPy baseline stays one loop on one core.
+`--row-block B` sets both kernels' row tile (what the switch kernel's default was chosen by).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import time
 import warnings
 
 import numpy as np
+
+from ._host import host_devices
 
 SEED = 0
 LENGTH = 32
@@ -48,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated kernels to time (default select,switch)")
     parser.add_argument("--devices", type=int, default=None,
                         help="split each population over N devices (default: one)")
+    parser.add_argument("--row-block", type=int, default=None,
+                        help="rows per tile of both kernels (default: each kernel's own)")
 
 
 def _ints(text: str, name: str) -> list[int]:
@@ -124,7 +129,7 @@ def _split(fn, mesh, n_in: int):
                          out_specs=Ps("d"), check_vma=False)
 
 
-def _run_config(P, N, strategies, repeats, operators, jax, jnp, mesh=None):
+def _run_config(P, N, strategies, repeats, operators, jax, jnp, mesh=None, row_block=None):
     from symjax_sr._evaluate import get_evaluator
     from symjax_sr._random import numpy_rng_population
 
@@ -159,6 +164,8 @@ def _run_config(P, N, strategies, repeats, operators, jax, jnp, mesh=None):
     rows = []
     for name in strategies:
         ev = get_evaluator(name, operators)
+        if row_block is not None:
+            ev = type(ev)(operators, row_block=row_block)
         traces = {"n": 0}
 
         def loss_fn(p, xt, yy, ev=ev, traces=traces):
@@ -230,12 +237,7 @@ def _print_table(rows) -> None:
 
 
 def main(args) -> int:
-    if args.devices is not None:
-        from symjax_sr import use_host_devices
-
-        if args.devices < 1:
-            raise SystemExit(f"--devices must be at least 1, got {args.devices}.")
-        use_host_devices(args.devices)  # before JAX starts; only the CPU backend reads it
+    host_devices(args.devices)  # before JAX starts
     import jax
     import jax.numpy as jnp
 
@@ -268,7 +270,8 @@ def main(args) -> int:
         warnings.simplefilter("ignore", RuntimeWarning)
         for P in pops:
             for N in rows_n:
-                rows = _run_config(P, N, strategies, repeats, operators, jax, jnp, mesh)
+                rows = _run_config(P, N, strategies, repeats, operators, jax, jnp, mesh,
+                                   args.row_block)
                 all_rows += rows
                 if args.json:
                     for r in rows:

@@ -26,6 +26,8 @@ import time
 
 import numpy as np
 
+from ._host import host_devices
+
 NMSE_SOLVED = 1e-10
 
 
@@ -96,12 +98,7 @@ def measure(B: int, args) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.devices is not None:
-        from symjax_sr import use_host_devices
-
-        if args.devices < 1:
-            raise SystemExit(f"--devices must be at least 1, got {args.devices}.")
-        use_host_devices(args.devices)  # before JAX starts; only the CPU backend reads it
+    host_devices(args.devices)  # before JAX starts
     sizes = [int(b) for b in args.problems.split(",")]
     rows = []
     for B in sizes:

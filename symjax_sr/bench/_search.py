@@ -37,6 +37,8 @@ import time
 
 import numpy as np
 
+from ._host import host_devices
+
 BINARY = ("+", "-", "*", "/")
 UNARY = ("sin", "cos", "exp", "log", "sqrt")
 SETTINGS = dict(populations=15, population_size=27, ncycles_per_iteration=100, maxsize=20)
@@ -84,12 +86,7 @@ def settings(devices: int | None, populations: int | None = None) -> dict:
 def run(problem_name: str, budget: float, seed: int, problems_file=None, devices=None,
         niterations=None, populations=None, rows=None) -> dict:
     """Run the benchmark and return the report (the JSON keys of the contract)."""
-    if devices is not None:
-        from symjax_sr import use_host_devices
-
-        if devices < 1:
-            raise SystemExit(f"--devices must be at least 1, got {devices}.")
-        use_host_devices(devices)  # before JAX starts; only the CPU backend reads it
+    host_devices(devices)  # before JAX starts
     import jax
 
     from symjax_sr import make_operator_set, tree_to_string, tree_to_sympy
