@@ -231,19 +231,47 @@ def _children(start, i):
     return (start[i], right_start - start[i]), (right_start, i - right_start)
 
 
-def swap_operands(r: Draws, t: Nodes, ctx: Context, temperature):
+class Plan(NamedTuple):
+    """A structural edit as `assemble` ranges over the tree followed by `FRESH` new nodes
+    (`fresh_nodes`), padded to `SEGMENTS` ranges; `found` is False when it cannot apply."""
+
+    starts: Int[Array, " SEGMENTS"]
+    lengths: Int[Array, " SEGMENTS"]
+    found: Bool[Array, ""]
+
+    @classmethod
+    def make(cls, starts, lengths, found=True) -> Plan:
+        pad = SEGMENTS - len(starts)
+        z = [jnp.int32(0)] * pad
+        return cls(jnp.stack([jnp.asarray(x, jnp.int32) for x in list(starts) + z]),
+                   jnp.stack([jnp.asarray(x, jnp.int32) for x in list(lengths) + z]),
+                   jnp.asarray(found, bool))
+
+
+SEGMENTS = 8  # rotate_tree needs the most ranges
+FRESH = 3  # two fresh leaves and a fresh operator, shared by add/insert/delete_node
+
+
+def fresh_nodes(r: Draws, ctx: Context, dtype) -> tuple[Nodes, Array, Array]:
+    """The new nodes a structural mutation may use, at `L + 0 .. L + 2` after the tree:
+    leaf `r.u[0:2], r.z[0]`, leaf `r.u[2:4], r.z[1]`, operator `r.u[4]` (and its arity)."""
+    return _new_nodes(r, ctx, dtype)
+
+
+def _keep(t: Nodes) -> Plan:
+    return Plan.make([0], [t.n])
+
+
+def swap_operands(r: Draws, t: Nodes, start, ctx: Context) -> Plan:
     arity = jnp.asarray(ctx.operators.arity_table)[t.op]
-    _, start, _ = structure(t.op, ctx.operators.arity_table)
     i, found = r.choose(0, arity == 2)
     (ls, ll), (rs, rl) = _children(start, i)
-    out, _ = assemble(t, [0, rs, ls, i], [ls, rl, ll, t.n - i], t.op.shape[0])
-    return out, found
+    return Plan.make([0, rs, ls, i], [ls, rl, ll, t.n - i], found)
 
 
-def rotate_tree(r: Draws, t: Nodes, ctx: Context, temperature):
+def rotate_tree(r: Draws, t: Nodes, start, ctx: Context) -> Plan:
     """R(.., P(.., g, ..), ..) -> P(.., R(.., g, ..), ..), as PySR's `randomly_rotate_tree!`."""
     arity = jnp.asarray(ctx.operators.arity_table)[t.op]
-    _, start, _ = structure(t.op, ctx.operators.arity_table)
     L = t.op.shape[0]
     pos = jnp.arange(L)
     real = pos < t.n
@@ -279,16 +307,13 @@ def rotate_tree(r: Draws, t: Nodes, ctx: Context, temperature):
     s0 = start[rr]
     starts = [0, pb_s, rb[0], ra[0], rr, pa_s, p, rr + 1]
     lengths = [s0, pb_l, rb[1], ra[1], 1, pa_l, 1, t.n - rr - 1]
-    out, _ = assemble(t, starts, lengths, L)
-    return out, found
+    return Plan.make(starts, lengths, found)
 
 
-def add_node(r: Draws, t: Nodes, ctx: Context, temperature):
-    """Append (replace a random leaf by a new operator over fresh leaves) or prepend
-    (a new root over the tree and a fresh leaf), with equal probability."""
+def add_node(r: Draws, t: Nodes, start, ctx: Context, arity) -> Plan:
+    """Append (replace a random leaf by the fresh operator over fresh leaves) or prepend
+    (the fresh operator as a new root over the tree and a fresh leaf), 50/50."""
     L = t.op.shape[0]
-    buf, op, arity = _new_nodes(r, ctx, t.val.dtype)
-    src = _concat(t, buf)
     do_append, tree_left = r.bern(5), r.bern(6)
     # append: leaf j -> op(new leaves): [0, j) + leaves + op + (j, n)
     arity_all = jnp.asarray(ctx.operators.arity_table)[t.op]
@@ -299,30 +324,22 @@ def add_node(r: Draws, t: Nodes, ctx: Context, temperature):
     first_l = jnp.where(tree_left, t.n, leaf_len)
     second_s = jnp.where(tree_left, L, 0)
     second_l = jnp.where(tree_left, leaf_len, t.n)
-    starts = jnp.where(
-        do_append,
-        jnp.stack([0, L + 2 - arity, L + 2, j + 1]),
-        jnp.stack([first_s, second_s, L + 2, 0]),
-    )
-    lengths = jnp.where(
-        do_append,
-        jnp.stack([j, arity, 1, t.n - j - 1]),
-        jnp.stack([first_l, second_l, 1, 0]),
-    )
-    return assemble(src, starts, lengths, L)
+    starts = jnp.where(do_append, jnp.stack([0, L + 2 - arity, L + 2, j + 1]),
+                       jnp.stack([first_s, second_s, L + 2, 0]))
+    lengths = jnp.where(do_append, jnp.stack([j, arity, 1, t.n - j - 1]),
+                        jnp.stack([first_l, second_l, 1, 0]))
+    return Plan.make(list(starts), list(lengths))
 
 
-def insert_node(r: Draws, t: Nodes, ctx: Context, temperature):
-    """A random node becomes a child of a new operator (PySR's `insert_random_op`)."""
+def insert_node(r: Draws, t: Nodes, start, ctx: Context, arity) -> Plan:
+    """A random node becomes a child of the fresh operator (PySR's `insert_random_op`),
+    beside the first fresh leaf when the operator is binary."""
     L = t.op.shape[0]
-    _, start, _ = structure(t.op, ctx.operators.arity_table)
-    buf, op, arity = _new_nodes(r, ctx, t.val.dtype, leaves=1)
-    src = _concat(t, buf)
     i, _ = r.choose(0, jnp.arange(L) < t.n)
     s = start[i]
     sub_first = r.bern(5) | (arity == 1)
     leaf_len = jnp.where(arity == 2, 1, 0)
-    starts = [0, jnp.where(sub_first, s, L), jnp.where(sub_first, L, s), L + 1, i + 1]
+    starts = [0, jnp.where(sub_first, s, L), jnp.where(sub_first, L, s), L + 2, i + 1]
     lengths = [
         s,
         jnp.where(sub_first, i - s + 1, leaf_len),
@@ -330,23 +347,19 @@ def insert_node(r: Draws, t: Nodes, ctx: Context, temperature):
         1,
         t.n - i - 1,
     ]
-    return assemble(src, starts, lengths, L)
+    return Plan.make(starts, lengths)
 
 
-def delete_node(r: Draws, t: Nodes, ctx: Context, temperature):
-    """A random node is replaced by one of its children, a leaf by a fresh leaf."""
+def delete_node(r: Draws, t: Nodes, start, ctx: Context) -> Plan:
+    """A random node is replaced by one of its children, a leaf by the second fresh leaf."""
     L = t.op.shape[0]
     arity = jnp.asarray(ctx.operators.arity_table)[t.op]
-    _, start, _ = structure(t.op, ctx.operators.arity_table)
     i, _ = r.choose(0, jnp.arange(L) < t.n)
-    lop, larg, lval = _random_leaf(r, 2, ctx, t.val.dtype)
-    leaf = Nodes(lop[None], larg[None], lval[None], jnp.int32(1))
-    src = _concat(t, leaf)
     (ls, ll), (rs, rl) = _children(start, i)
     keep_left = r.bern(5)
-    cs = jnp.select([arity[i] == 0, arity[i] == 1, keep_left], [L, start[i], ls], rs)
+    cs = jnp.select([arity[i] == 0, arity[i] == 1, keep_left], [L + 1, start[i], ls], rs)
     cl = jnp.select([arity[i] == 0, arity[i] == 1, keep_left], [1, i - start[i], ll], rl)
-    return assemble(src, [0, cs, i + 1], [start[i], cl, t.n - i - 1], L)
+    return Plan.make([0, cs, i + 1], [start[i], cl, t.n - i - 1])
 
 
 def crossover(key, a: Nodes, b: Nodes, ctx: Context):
@@ -370,6 +383,11 @@ def crossover(key, a: Nodes, b: Nodes, ctx: Context):
 def mutate(key, kind, t: Nodes, ctx: Context, temperature, curmaxsize):
     """Apply mutation number `kind` (index into `MUTATIONS`).
 
+    Under `vmap` a switch over the mutations computes every branch, so each is made
+    cheap: the point edits (constant, operator, feature) change one node, and every
+    structural edit is only a `Plan` of ranges, so one `assemble` builds the child
+    whichever mutation was chosen.
+
     `simplify` and `optimize` leave the tree as it is here: every member is simplified
     (`should_simplify`) and a fraction has its constants fitted (`optimize_probability`)
     at the end of each iteration, which is where PySR spends that effort too. Nor does
@@ -377,22 +395,33 @@ def mutate(key, kind, t: Nodes, ctx: Context, temperature, curmaxsize):
     since a vmapped switch would run the generator for every event.
     """
     r = Draws.make(key, max(t.op.shape[0], len(ctx.operators)), t.val.dtype)
-    keep = lambda r, t: (t, jnp.bool_(True))  # noqa: E731
-    branches = [
-        lambda r, t: mutate_constant(r, t, ctx, temperature),
-        lambda r, t: mutate_operator(r, t, ctx, temperature),
-        lambda r, t: mutate_feature(r, t, ctx, temperature),
-        lambda r, t: swap_operands(r, t, ctx, temperature),
-        lambda r, t: rotate_tree(r, t, ctx, temperature),
-        lambda r, t: add_node(r, t, ctx, temperature),
-        lambda r, t: insert_node(r, t, ctx, temperature),
-        lambda r, t: delete_node(r, t, ctx, temperature),
+    L = t.op.shape[0]
+    _, start, _ = structure(t.op, ctx.operators.arity_table)
+    fresh, _, arity = fresh_nodes(r, ctx, t.val.dtype)
+    c, c_ok = mutate_constant(r, t, ctx, temperature)
+    o, o_ok = mutate_operator(r, t, ctx, temperature)
+    f, f_ok = mutate_feature(r, t, ctx, temperature)
+    keep = _keep(t)
+    plans = [
+        keep._replace(found=c_ok),
+        keep._replace(found=o_ok),
+        keep._replace(found=f_ok),
+        swap_operands(r, t, start, ctx),
+        rotate_tree(r, t, start, ctx),
+        add_node(r, t, start, ctx, arity),
+        insert_node(r, t, start, ctx, arity),
+        delete_node(r, t, start, ctx),
         keep,  # simplify
         keep,  # randomize: see `_search._randomized`
         keep,  # do_nothing
         keep,  # optimize
     ]
-    return jax.lax.switch(kind, branches, r, t)
+    plan = jax.tree.map(lambda *x: jnp.stack(x)[kind], *plans)
+    edited = Nodes(jnp.where(kind == MUTATIONS.index("mutate_operator"), o.op, t.op),
+                   jnp.where(kind == MUTATIONS.index("mutate_feature"), f.arg, t.arg),
+                   jnp.where(kind == MUTATIONS.index("mutate_constant"), c.val, t.val), t.n)
+    out, fits = assemble(_concat(edited, fresh), plan.starts, plan.lengths, L)
+    return out, plan.found & fits
 
 
 def applicable(t: Nodes, ctx: Context, curmaxsize, size_limit_hit) -> Bool[Array, " mutations"]:

@@ -303,7 +303,9 @@ def _tournament(key, cost, cplx, freq_norm, opts: SearchOptions):
     k1, k2 = jax.random.split(key)
     P = cost.shape[0]
     n = opts.tournament_selection_n
-    members = jax.random.permutation(k1, P)[:n]
+    # n distinct members, uniformly: the n largest of P uniform draws (one small top-k,
+    # where a permutation is several sorts)
+    members = jax.lax.top_k(jax.random.uniform(k1, (P,)), n)[1]
     adjusted = cost[members]
     if opts.use_frequency_in_tournament:
         c = jnp.clip(cplx[members].astype(jnp.int32), 0, freq_norm.shape[0] - 1)
