@@ -109,27 +109,25 @@ def _concat(a: Nodes, b: Nodes) -> Nodes:
 
 
 class Draws(NamedTuple):
-    """All the randomness one mutation may use, drawn at once (a small graph, fast).
+    """All the randomness one mutation may use, drawn at once from one key.
 
     `u`: uniforms for decisions; `pick`: two uniform vectors over node positions, whose
-    masked argmax picks a uniformly random node; `z`: standard normals; `key`: for
-    `randomize`, which draws a whole tree.
+    masked argmax picks a uniformly random node; `z`: standard normals. One draw, not
+    a split key per field: under `vmap` every split is a hash loop of its own.
     """
 
     u: Float[Array, " 8"]
     pick: Float[Array, "2 M"]
     z: Float[Array, " 2"]
-    key: Array
 
     @classmethod
     def make(cls, key, L: int, dtype=jnp.float32) -> Draws:
-        k1, k2, k3, k4 = jax.random.split(key, 4)
-        return cls(
-            jax.random.uniform(k1, (8,), dtype),
-            jax.random.uniform(k2, (2, L), dtype),
-            jax.random.normal(k3, (2,), dtype),
-            k4,
-        )
+        v = jax.random.uniform(key, (10 + 2 * L,), dtype)
+        # Box-Muller: two standard normals from two uniforms (1 - v is in (0, 1])
+        radius = jnp.sqrt(-2.0 * jnp.log1p(-v[8]))
+        angle = (2.0 * jnp.pi) * v[9]
+        z = jnp.stack([radius * jnp.cos(angle), radius * jnp.sin(angle)]).astype(dtype)
+        return cls(v[:8], v[10:].reshape(2, L), z)
 
     def bern(self, i: int, p=0.5):
         return self.u[i] < p

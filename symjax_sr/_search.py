@@ -299,13 +299,16 @@ def init_state(key, evaluator: Evaluator, data: SearchData, opts: SearchOptions,
 
 
 def _tournament(key, cost, cplx, freq_norm, opts: SearchOptions):
-    """PySR's tournament: n distinct members, rank k chosen with weight p(1-p)^k."""
-    k1, k2 = jax.random.split(key)
+    """PySR's tournament: n distinct members, rank k chosen with weight p(1-p)^k.
+
+    One uniform draw serves both choices (a split key would be a hash loop per call
+    site under `vmap`): the n largest of P uniforms are a uniformly random n-subset
+    (one small top-k, where a permutation is several sorts), and one more uniform picks
+    the rank by inverting the truncated geometric distribution."""
     P = cost.shape[0]
     n = opts.tournament_selection_n
-    # n distinct members, uniformly: the n largest of P uniform draws (one small top-k,
-    # where a permutation is several sorts)
-    members = jax.lax.top_k(jax.random.uniform(k1, (P,)), n)[1]
+    u = jax.random.uniform(key, (P + 1,))
+    members = jax.lax.top_k(u[:P], n)[1]
     adjusted = cost[members]
     if opts.use_frequency_in_tournament:
         c = jnp.clip(cplx[members].astype(jnp.int32), 0, freq_norm.shape[0] - 1)
@@ -314,8 +317,10 @@ def _tournament(key, cost, cplx, freq_norm, opts: SearchOptions):
     p = opts.tournament_selection_p
     if p >= 1.0:
         return members[order[0]]
-    logw = jnp.arange(n) * jnp.log1p(-p)
-    return members[order[jax.random.categorical(k2, logw)]]
+    cdf = np.cumsum((1.0 - p) ** np.arange(n))
+    cdf = jnp.asarray(cdf / cdf[-1], jnp.float32)
+    rank = jnp.minimum((cdf < u[P]).sum(), n - 1)
+    return members[order[rank]]
 
 
 def _param_free(t: Nodes, opts: SearchOptions):
@@ -532,14 +537,15 @@ def _cycle(carry, temperature, *, evaluator, data, opts, curmaxsize, ax: IslandA
     freq_norm = freq_local / freq_local.sum(axis=1, keepdims=True)
     nf = _live_features(data, opts)
 
-    def island_events(k, pop_i, cost_i, cplx_i, fn):
-        ks = jax.random.split(k, E)
+    def island_events(ks, pop_i, cost_i, cplx_i, fn):
         return jax.vmap(
             lambda kk: _event(kk, pop_i, cost_i, cplx_i, fn, temperature, curmaxsize, opts, nf)
         )(ks)
 
+    # every event's key in one split (each split site is a hash loop of its own)
     mut, m_ok, is_cx, parent, other, kind = jax.vmap(island_events)(
-        ax.local(jax.random.split(k_ev, Ig)), state.pop, state.cost, state.complexity, freq_norm
+        ax.local(jax.random.split(k_ev, (Ig, E))), state.pop, state.cost, state.complexity,
+        freq_norm
     )
     is_rand = kind == _RANDOMIZE
     # the rare events are compacted over all islands: every device makes all of them
