@@ -7,6 +7,7 @@ import pytest
 import sympy
 
 import symjax_sr as sr
+from symjax_sr.bench._problems import symbolically_equivalent
 
 KW = dict(binary_operators=["+", "-", "*"], unary_operators=["cos"], populations=3, population_size=20,
           ncycles_per_iteration=20, maxsize=10, niterations=15)
@@ -30,8 +31,9 @@ def test_each_problem_is_searched_on_its_own_data():
         for expr, loss in zip(table["sympy_format"], table["loss"], strict=True):
             pred = np.broadcast_to(sympy.lambdify([x0, x1], expr, "numpy")(X[b, :, 0], X[b, :, 1]), (40,))
             np.testing.assert_allclose(np.mean((pred - y[b]) ** 2), loss, rtol=1e-4, atol=1e-6)
-        best = table.iloc[int(np.argmin(table["loss"]))]["sympy_format"]
-        assert sympy.simplify(best - truth) == 0, (b, best)
+        # recovered as the benchmark judges it (constants rounded, float32 dust dropped)
+        row = table.iloc[int(np.argmin(table["loss"]))]
+        assert row["loss"] < 1e-10 and symbolically_equivalent(row["sympy_format"], truth), (b, row)
     # the same seeds give the same results
     again = sr.search_many(X, y, random_state=[0, 1, 2], **KW)
     for t1, t2 in zip(res.equations, again.equations, strict=True):

@@ -570,3 +570,21 @@ def test_fold_powers_preserves_value_where_finite(base, a, b):
                 np.append(base.value, [a, 0.0, b, 0.0]).astype(np.float32))
     assume(tree.size <= L)
     _assert_rewrite_keeps_value(tree, to_host(_fold_pow(to_dev(tree))), POW_OPS, 1e-3, 1e-5)
+
+
+def test_mutation_draws_are_uniform_and_standard_normal():
+    # One uniform draw per mutation feeds its decisions, node picks and (Box-Muller)
+    # normals: check their laws over many keys.
+    from symjax_sr._mutate import Draws
+
+    n = 50_000
+    d = jax.jit(jax.vmap(lambda k: Draws.make(k, L)))(jax.random.split(jax.random.key(1), n))
+    u = np.concatenate([np.asarray(d.u).ravel(), np.asarray(d.pick).ravel()])
+    assert u.min() >= 0.0 and u.max() < 1.0
+    assert abs(u.mean() - 0.5) < 0.005 and abs(u.var() - 1 / 12) < 0.002
+    z = np.asarray(d.z)
+    assert np.isfinite(z).all()
+    for col in z.T:  # each of the two normals, and their independence
+        assert abs(col.mean()) < 5 / np.sqrt(n) and abs(col.std() - 1) < 0.02
+        assert abs((col > 1.959964).mean() - 0.025) < 0.004
+    assert abs(np.corrcoef(z.T)[0, 1]) < 0.02

@@ -6,6 +6,7 @@ is compiled once for the whole file.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -286,3 +287,26 @@ def test_recovers_square_plus_cosine(long_run):
     grid = np.random.default_rng(1).uniform(-3, 3, (20, 2))
     f = sympy.lambdify((x0, x1), diff, "numpy")
     assert np.max(np.abs(f(grid[:, 0], grid[:, 1]))) < 1e-2
+
+
+@pytest.mark.parametrize("P, n, p", [(5, 5, 0.5), (27, 15, 0.982), (27, 15, 1.0), (12, 4, 0.3)])
+def test_tournament_picks_distinct_uniform_members_by_geometric_rank(P, n, p):
+    # Against the distribution PySR's tournament defines: a uniform n-subset of the P
+    # members, then rank k of the subset (by cost) with weight p(1-p)^k, k < n. With
+    # distinct costs 0..P-1 the chance of picking global rank r is exact to compute.
+    opts = dataclasses.replace(OPTS, tournament_selection_n=n, tournament_selection_p=p,
+                               use_frequency_in_tournament=False)
+    cost = jnp.asarray(np.random.default_rng(0).permutation(P), jnp.float32)
+    draws = 40_000
+    keys = jax.random.split(jax.random.key(0), draws)
+    picks = jax.jit(jax.vmap(lambda k: search_mod._tournament(k, cost, cost, None, opts)))(keys)
+    ranks = np.asarray(cost)[np.asarray(picks)].astype(int)
+    w = (1 - p) ** np.arange(n) if p < 1 else (np.arange(n) == 0).astype(float)
+    w = w / w.sum()
+    # P(global rank r) = sum_k w_k * P(r is the k-th smallest of a uniform n-subset)
+    expect = np.array([
+        sum(w[k] * math.comb(r, k) * math.comb(P - 1 - r, n - 1 - k) / math.comb(P, n)
+            for k in range(n)) for r in range(P)])
+    got = np.bincount(ranks, minlength=P) / draws
+    sd = np.sqrt(expect * (1 - expect) / draws)
+    assert np.all(np.abs(got - expect) <= 5 * sd + 1e-12), (got, expect)

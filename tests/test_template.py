@@ -135,8 +135,9 @@ def test_template_recovers_structure():
     y = np.sin(2.0 * X[:, 0]) + (X[:, 1] ** 2 - 0.5) ** 2
     spec = TemplateExpressionSpec(_sin_f_plus_g_squared, expressions=["f", "g"])
     m = PySRRegressor(expression_spec=spec, binary_operators=["+", "-", "*"], unary_operators=["cos"],
-                      niterations=15, populations=4, population_size=27, ncycles_per_iteration=100,
-                      maxsize=16, random_state=0, deterministic=True, temp_equation_file=True,
+                      niterations=40, early_stop_condition=1e-10, populations=4, population_size=27,
+                      ncycles_per_iteration=100, maxsize=16, random_state=0, deterministic=True,
+                      temp_equation_file=True,
                       verbosity=0, progress=False)
     m.fit(X, y)
     best = m.get_best()

@@ -190,8 +190,11 @@ def _check_run(run_dir: str) -> tuple[bool, str]:
     except Exception as e:  # noqa: BLE001
         return False, f"resume: {type(e).__name__}: {e}"
     now = dict(zip(model.equations_["complexity"], model.equations_["loss"], strict=True))
-    lost = [c for c, loss in held.items() if not now.get(c, np.inf) <= loss * (1 + 1e-6) + 1e-12]
-    return (not lost), (f"lost complexities {lost}" if lost else "resumed")
+    # `equations_` is the Pareto front: a held equation may leave it when a simpler one
+    # got at least as good, so "kept" means some equation at most as complex is as good
+    lost = [c for c, loss in held.items()
+            if not any(cn <= c and ln <= loss * (1 + 1e-6) + 1e-12 for cn, ln in now.items())]
+    return (not lost), (f"lost complexities {lost} (held {held}, now {now})" if lost else "resumed")
 
 
 def kills(n: int, seed: int, max_delay: float = 25.0) -> dict:
