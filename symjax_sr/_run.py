@@ -73,7 +73,7 @@ def hall_of_fame_entries(state: SearchState, opts: SearchOptions | None = None) 
     unpacks each entry's parameter values)."""
     hof = jax.device_get(state.hof)
     front = np.asarray(pareto_mask(state.hof))
-    pop = state.hof.population
+    pop = hof.population  # host arrays: slicing device arrays would dispatch per entry
     out = []
     for c in np.flatnonzero(np.asarray(hof.exists)):
         params = None
