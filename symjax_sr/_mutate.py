@@ -169,15 +169,16 @@ def _random_op(r: Draws, i: int, ctx: Context):
     return op, jnp.asarray(ops.arity_table)[op]
 
 
-def _new_nodes(r: Draws, ctx: Context, dtype, leaves: int = 2) -> tuple[Nodes, Array, Array]:
-    """A buffer of fresh nodes: `leaves` random leaves then one random operator."""
-    made = [_random_leaf(r, 2 * i, ctx, dtype) for i in range(leaves)]
+def _new_nodes(r: Draws, ctx: Context, dtype) -> tuple[Nodes, Array, Array]:
+    """The fresh nodes every structural mutation shares: leaf `r.u[0:2], r.z[0]`, leaf
+    `r.u[2:4], r.z[1]`, then operator `r.u[4]`; returns them, the operator and its arity."""
+    made = [_random_leaf(r, 2 * i, ctx, dtype) for i in range(2)]
     op, arity = _random_op(r, 4, ctx)
     buf = Nodes(
         jnp.stack([m[0] for m in made] + [op]).astype(jnp.int32),
         jnp.stack([m[1] for m in made] + [jnp.int32(0)]).astype(jnp.int32),
         jnp.stack([m[2] for m in made] + [jnp.zeros((), dtype)]).astype(dtype),
-        jnp.int32(leaves + 1),
+        jnp.int32(3),
     )
     return buf, op, arity
 
@@ -230,8 +231,9 @@ def _children(start, i):
 
 
 class Plan(NamedTuple):
-    """A structural edit as `assemble` ranges over the tree followed by `FRESH` new nodes
-    (`fresh_nodes`), padded to `SEGMENTS` ranges; `found` is False when it cannot apply."""
+    """A structural edit as `assemble` ranges over the tree followed by its three fresh
+    nodes (`_new_nodes`), padded to `SEGMENTS` ranges; `found` is False when it cannot
+    apply."""
 
     starts: Int[Array, " SEGMENTS"]
     lengths: Int[Array, " SEGMENTS"]
@@ -247,13 +249,6 @@ class Plan(NamedTuple):
 
 
 SEGMENTS = 8  # rotate_tree needs the most ranges
-FRESH = 3  # two fresh leaves and a fresh operator, shared by add/insert/delete_node
-
-
-def fresh_nodes(r: Draws, ctx: Context, dtype) -> tuple[Nodes, Array, Array]:
-    """The new nodes a structural mutation may use, at `L + 0 .. L + 2` after the tree:
-    leaf `r.u[0:2], r.z[0]`, leaf `r.u[2:4], r.z[1]`, operator `r.u[4]` (and its arity)."""
-    return _new_nodes(r, ctx, dtype)
 
 
 def _keep(t: Nodes) -> Plan:
@@ -308,7 +303,7 @@ def rotate_tree(r: Draws, t: Nodes, start, ctx: Context) -> Plan:
     return Plan.make(starts, lengths, found)
 
 
-def add_node(r: Draws, t: Nodes, start, ctx: Context, arity) -> Plan:
+def add_node(r: Draws, t: Nodes, ctx: Context, arity) -> Plan:
     """Append (replace a random leaf by the fresh operator over fresh leaves) or prepend
     (the fresh operator as a new root over the tree and a fresh leaf), 50/50."""
     L = t.op.shape[0]
@@ -395,7 +390,7 @@ def mutate(key, kind, t: Nodes, ctx: Context, temperature, curmaxsize):
     r = Draws.make(key, max(t.op.shape[0], len(ctx.operators)), t.val.dtype)
     L = t.op.shape[0]
     _, start, _ = structure(t.op, ctx.operators.arity_table)
-    fresh, _, arity = fresh_nodes(r, ctx, t.val.dtype)
+    fresh, _, arity = _new_nodes(r, ctx, t.val.dtype)  # at L .. L + 2, after the tree
     c, c_ok = mutate_constant(r, t, ctx, temperature)
     o, o_ok = mutate_operator(r, t, ctx, temperature)
     f, f_ok = mutate_feature(r, t, ctx, temperature)
@@ -406,7 +401,7 @@ def mutate(key, kind, t: Nodes, ctx: Context, temperature, curmaxsize):
         keep._replace(found=f_ok),
         swap_operands(r, t, start, ctx),
         rotate_tree(r, t, start, ctx),
-        add_node(r, t, start, ctx, arity),
+        add_node(r, t, ctx, arity),
         insert_node(r, t, start, ctx, arity),
         delete_node(r, t, start, ctx),
         keep,  # simplify
