@@ -230,6 +230,9 @@ def _children(start, i):
     return (start[i], right_start - start[i]), (right_start, i - right_start)
 
 
+SEGMENTS = 8  # rotate_tree needs the most ranges
+
+
 class Plan(NamedTuple):
     """A structural edit as `assemble` ranges over the tree followed by its three fresh
     nodes (`_new_nodes`), padded to `SEGMENTS` ranges; `found` is False when it cannot
@@ -241,14 +244,11 @@ class Plan(NamedTuple):
 
     @classmethod
     def make(cls, starts, lengths, found=True) -> Plan:
-        pad = SEGMENTS - len(starts)
-        z = [jnp.int32(0)] * pad
-        return cls(jnp.stack([jnp.asarray(x, jnp.int32) for x in list(starts) + z]),
-                   jnp.stack([jnp.asarray(x, jnp.int32) for x in list(lengths) + z]),
-                   jnp.asarray(found, bool))
+        def pad(x):  # empty ranges after the plan's own
+            x = jnp.asarray(x, jnp.int32)
+            return jnp.pad(x, (0, SEGMENTS - x.shape[0]))
 
-
-SEGMENTS = 8  # rotate_tree needs the most ranges
+        return cls(pad(starts), pad(lengths), jnp.asarray(found, bool))
 
 
 def _keep(t: Nodes) -> Plan:
@@ -321,7 +321,7 @@ def add_node(r: Draws, t: Nodes, ctx: Context, arity) -> Plan:
                        jnp.stack([first_s, second_s, L + 2, 0]))
     lengths = jnp.where(do_append, jnp.stack([j, arity, 1, t.n - j - 1]),
                         jnp.stack([first_l, second_l, 1, 0]))
-    return Plan.make(list(starts), list(lengths))
+    return Plan.make(starts, lengths)
 
 
 def insert_node(r: Draws, t: Nodes, start, ctx: Context, arity) -> Plan:

@@ -133,16 +133,18 @@ COMPILED_MAX = 24
 _STATS = {"compiles": 0}
 
 
+#: XLA options of the search programs on CPU: LLVM's `-O1` instead of its default
+#: pipeline. The iteration is hundreds of small kernels and compiling them is most of a
+#: fit's start-up; `-O1` compiles them faster at the same run time, as `python -m
+#: symjax_sr.bench search` against the same command with `--xla-defaults` (which empties
+#: this) measures.
+CPU_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+
+
 def compiler_options() -> dict:
-    """XLA options for the search programs. On CPU, LLVM's `-O1` instead of its default
-    pipeline: the iteration is hundreds of small kernels, and compiling them is most of
-    a fit's start-up. Measured on the 2-core machine (`bench search`'s settings, 32,
-    512 and 2048 rows): iteration compile 10.6 s against 13.5 s (mean of 3), the same
-    run time per iteration within noise (0.09-0.10 s at 32 rows, 0.20 s at 512, 0.94-0.97 s
-    at 2048). Elsewhere XLA's defaults."""
-    if jax.default_backend() == "cpu":
-        return {"xla_backend_optimization_level": 1}
-    return {}
+    """XLA options for the search programs: `CPU_COMPILER_OPTIONS` on CPU, elsewhere XLA's
+    defaults."""
+    return dict(CPU_COMPILER_OPTIONS) if jax.default_backend() == "cpu" else {}
 
 
 def _compiled(fn, ev, opts, static: dict | None = None, **dynamic):

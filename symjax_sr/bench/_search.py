@@ -62,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training rows (default: the problem's n)")
     parser.add_argument("--niterations", type=int, default=None,
                         help="stop after this many iterations (default: on the budget only)")
+    parser.add_argument("--xla-defaults", action="store_true",
+                        help="compile with XLA's default options instead of the search's "
+                             "(`_run.CPU_COMPILER_OPTIONS`), to measure what they change")
 
 
 def _finite_or_none(x: float):
@@ -84,15 +87,14 @@ def settings(devices: int | None, populations: int | None = None) -> dict:
 
 
 def run(problem_name: str, budget: float, seed: int, problems_file=None, devices=None,
-        niterations=None, populations=None, rows=None) -> dict:
+        niterations=None, populations=None, rows=None, xla_defaults=False) -> dict:
     """Run the benchmark and return the report (the JSON keys of the contract)."""
     host_devices(devices)  # before JAX starts
     import jax
 
-    from symjax_sr import make_operator_set, tree_to_string, tree_to_sympy
+    from symjax_sr import _run, make_operator_set, tree_to_string, tree_to_sympy
     from symjax_sr._numpy_eval import evaluate_tree_numpy
     from symjax_sr._options import SearchOptions
-    from symjax_sr._run import run_search
     from symjax_sr._selection import compute_scores, select_index
 
     from ._problems import load_problems, symbolically_equivalent
@@ -112,8 +114,10 @@ def run(problem_name: str, budget: float, seed: int, problems_file=None, devices
     config = settings(devices, populations)
     opts = SearchOptions(operators=ops, n_features=X.shape[1], **config)
 
+    if xla_defaults:
+        _run.CPU_COMPILER_OPTIONS = {}
     t0 = time.perf_counter()
-    result = run_search(X, y, opts, niterations=niterations or 10**9, random_state=seed,
+    result = _run.run_search(X, y, opts, niterations=niterations or 10**9, random_state=seed,
                         timeout_in_seconds=budget, evaluator=EVALUATOR, devices=devices)
     wall = time.perf_counter() - t0
 
@@ -151,13 +155,14 @@ def run(problem_name: str, budget: float, seed: int, problems_file=None, devices
         ],
         "truth": problem.formula,
         "stopped_because": result.stopped_because,
+        "compiler_options": _run.compiler_options(),
         "settings": dict(config, evaluator=EVALUATOR, binary=BINARY, unary=UNARY),
     }
 
 
 def main(args: argparse.Namespace) -> int:
     report = run(args.problem, args.budget, args.seed, args.problems, args.devices,
-                 args.niterations, args.populations, args.rows)
+                 args.niterations, args.populations, args.rows, args.xla_defaults)
     if args.json:
         print(json.dumps(report))
         return 0
