@@ -134,11 +134,12 @@ _STATS = {"compiles": 0}
 
 
 #: XLA options of the search programs on CPU: LLVM's `-O1` instead of its default
-#: pipeline. The iteration is hundreds of small kernels and compiling them is most of a
-#: fit's start-up; `-O1` compiles them faster at the same run time, as `python -m
+#: pipeline, and XLA:CPU's elemental emitters instead of its MLIR fusion emitters. The
+#: iteration is hundreds of small kernels (~960 LLVM modules) and compiling them is most
+#: of a fit's start-up; both compile them faster at the same run time, as `python -m
 #: symjax_sr.bench search` against the same command with `--xla-defaults` (which empties
 #: this) measures.
-CPU_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+CPU_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": False}
 
 
 def compiler_options() -> dict:
