@@ -154,12 +154,14 @@ def _compiled(fn, ev, opts, static: dict | None = None, **dynamic):
     with `**dynamic`."""
     static = static or {}
     leaves, treedef = jax.tree.flatten(dynamic)
+    xla = compiler_options()
     key = (fn, opts, ev, tuple(sorted(static.items())), treedef,
-           tuple((jnp.shape(x), str(jnp.result_type(x))) for x in leaves))
+           tuple((jnp.shape(x), str(jnp.result_type(x))) for x in leaves),
+           tuple(sorted(xla.items())))
     if key in _COMPILED:
         _COMPILED.move_to_end(key)
         return _COMPILED[key]
-    compiled = fn.lower(evaluator=ev, opts=opts, **static, **dynamic).compile(compiler_options())
+    compiled = fn.lower(evaluator=ev, opts=opts, **static, **dynamic).compile(xla)
     _STATS["compiles"] += 1
     _COMPILED[key] = compiled
     evicted = set()

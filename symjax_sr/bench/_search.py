@@ -114,12 +114,17 @@ def run(problem_name: str, budget: float, seed: int, problems_file=None, devices
     config = settings(devices, populations)
     opts = SearchOptions(operators=ops, n_features=X.shape[1], **config)
 
-    if xla_defaults:
+    saved = _run.CPU_COMPILER_OPTIONS
+    if xla_defaults:  # programs are cached per compile options, so none is reused
         _run.CPU_COMPILER_OPTIONS = {}
-    t0 = time.perf_counter()
-    result = _run.run_search(X, y, opts, niterations=niterations or 10**9, random_state=seed,
-                        timeout_in_seconds=budget, evaluator=EVALUATOR, devices=devices)
-    wall = time.perf_counter() - t0
+    try:
+        t0 = time.perf_counter()
+        result = _run.run_search(X, y, opts, niterations=niterations or 10**9, random_state=seed,
+                                 timeout_in_seconds=budget, evaluator=EVALUATOR, devices=devices)
+        wall = time.perf_counter() - t0
+        xla = _run.compiler_options()
+    finally:
+        _run.CPU_COMPILER_OPTIONS = saved
 
     front = result.pareto_front
     loss = [e.loss for e in front]
@@ -155,7 +160,7 @@ def run(problem_name: str, budget: float, seed: int, problems_file=None, devices
         ],
         "truth": problem.formula,
         "stopped_because": result.stopped_because,
-        "compiler_options": _run.compiler_options(),
+        "compiler_options": xla,
         "settings": dict(config, evaluator=EVALUATOR, binary=BINARY, unary=UNARY),
     }
 
