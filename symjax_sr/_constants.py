@@ -76,10 +76,11 @@ class ConstantOptions:
     - `algorithm`: `"LM"` (Levenberg-Marquardt, our default) or `"BFGS"` (PySR's
       default). LM needs the squared-error loss (`l2_loss`, weighted or not); with any
       other loss `"LM"` falls back to BFGS (`resolve_algorithm` says which runs).
-      Measured at P=1000, N=100, 8 iterations, select kernel, same run: on
-      c0·x0·sin(c1·x1) from U(-3, 3) LM recovers 84% (2 restarts) / 92% (4) against
-      BFGS's 80% / 89% in about the same time; on random expressions LM reaches
-      scipy's loss on 87% / 90% of members against 73% / 70%, in half BFGS's time.
+      Measured at P=1000, N=100, 8 iterations, same run (`python -m symjax_sr.bench
+      constants --populations 1000 --rows 100 --restarts R`): on c0·x0·sin(c1·x1) from
+      U(-3, 3) LM recovers 84% (R=2) / 92% (R=4) against BFGS's 80% / 89% in a third of
+      its time; on random expressions LM reaches scipy's loss on 82% / 85% of members
+      against 84% / 83%, in half BFGS's time.
     - `iterations`: iterations per start (`optimizer_iterations`, PySR default 8).
     - `nrestarts`: extra perturbed starts per member (`optimizer_nrestarts`, default 2).
     - `f_calls_limit`: stop a start once it has used this many loss evaluations (checked
@@ -90,6 +91,11 @@ class ConstantOptions:
     - `enabled`: `should_optimize_constants`; False makes `optimize_constants` a no-op.
     - `damping`: LM's initial damping λ (multiplies `diag(JᵀJ)`).
     - `max_backtracks`: BFGS line-search halvings per iteration.
+    - `narrow_widths`: tangent counts compiled besides the whole constant table; each
+      call runs the narrowest that covers every constant slot its batch uses, so fitting
+      members with two constants in a table of 8 carries 2 tangents, not 8. Each width
+      adds a compiled forward-mode pass (~0.5 s of compile); `()` compiles the full
+      width only.
     """
 
     algorithm: str = "LM"
@@ -100,6 +106,7 @@ class ConstantOptions:
     enabled: bool = True
     damping: float = 0.1
     max_backtracks: int = 10
+    narrow_widths: tuple[int, ...] = (2, 4)
 
     def __post_init__(self):
         if not isinstance(self.algorithm, str):
@@ -135,6 +142,14 @@ class ConstantOptions:
         if not (isinstance(self.damping, (int, float)) and self.damping > 0):
             raise ValueError(f"`damping` must be a positive number, got {self.damping!r}.")
         _check_int("max_backtracks", self.max_backtracks, 0, "use e.g. 10.")
+        widths = self.narrow_widths
+        if not isinstance(widths, tuple) or not all(
+            isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths
+        ):
+            raise ValueError(
+                f"`narrow_widths` must be a tuple of positive ints, got {widths!r}; "
+                "e.g. (2, 4), or () for the full table only."
+            )
 
     @classmethod
     def from_pysr(
@@ -146,8 +161,14 @@ class ConstantOptions:
         optimizer_f_calls_limit: int | None = None,
         optimize_probability: float = 0.14,
         should_optimize_constants: bool = True,
+        narrow_widths: tuple[int, ...] = (),
     ) -> ConstantOptions:
-        """Build from PySR's flat option names."""
+        """Build from PySR's flat option names, as the search runs them: with the full
+        tangent width only (`narrow_widths=()`). In the search the narrow widths cost
+        1.5-2.5 s of compile and saved no measurable time (`python -m symjax_sr.bench
+        search --problem nguyen-7 --niterations 150 --budget 600`: 12.4-12.9 s of search
+        either way): at tens of rows a pass costs per node more than per tangent, and a
+        batch of ~60 members usually has one with more than 4 constants."""
         return cls(
             algorithm=optimizer_algorithm,
             iterations=optimizer_iterations,
@@ -155,6 +176,7 @@ class ConstantOptions:
             f_calls_limit=optimizer_f_calls_limit,
             probability=optimize_probability,
             enabled=should_optimize_constants,
+            narrow_widths=narrow_widths,
         )
 
 
@@ -358,6 +380,7 @@ def optimize_constants(
         evaluator, rep(block(op)), rep(block(arg)), rep(block(free)), Xt, y, weights,
         elementwise_loss=elementwise_loss, loss_function=loss_function,
         loss_function_expression=loss_function_expression, groups=R,
+        narrow_widths=options.narrow_widths,
     )
     live = rep(block(active))
     c0 = block(starts, 1).reshape(R * Cl, K).astype(pop.const.dtype)

@@ -101,7 +101,7 @@ class SearchOptions:
     complexities: tuple[tuple[float, ...], tuple[float, ...], float] | None = None
     constraints: tuple[tuple[int, int, int], ...] = ()
     nested_constraints: tuple[tuple[int, int, int], ...] = ()
-    constants: ConstantOptions = ConstantOptions()
+    constants: ConstantOptions = ConstantOptions.from_pysr()
     elementwise_loss: Callable | None = None
     loss_function: Callable | None = None
     loss_function_expression: Callable | None = None

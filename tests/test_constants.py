@@ -363,6 +363,8 @@ def test_select_members():
         ({"probability": 1.5}, ValueError, r"\[0, 1\]"),
         ({"enabled": "yes"}, TypeError, "should_optimize_constants|enabled"),
         ({"damping": -1.0}, ValueError, "damping"),
+        ({"narrow_widths": [2, 4]}, ValueError, "narrow_widths"),
+        ({"narrow_widths": (0,)}, ValueError, r"\(\) for the full table"),
     ],
 )
 def test_options_validation(kwargs, error, match):
@@ -376,8 +378,9 @@ def test_options_names_and_pysr_mapping():
     o = ConstantOptions.from_pysr(optimizer_algorithm="BFGS", optimizer_iterations=5,
                                   optimizer_nrestarts=1, optimizer_f_calls_limit=100,
                                   optimize_probability=0.5, should_optimize_constants=False)
-    assert o == ConstantOptions("BFGS", 5, 1, 100, 0.5, False)
-    assert hash(o) == hash(ConstantOptions("BFGS", 5, 1, 100, 0.5, False))
+    # The search compiles the full tangent width only (see `from_pysr`).
+    want = ConstantOptions("BFGS", 5, 1, 100, 0.5, False, narrow_widths=())
+    assert o == want and hash(o) == hash(want)
 
 
 _TRACES = []
@@ -461,3 +464,58 @@ def test_lanes_sharing_a_structure_give_the_repeated_results(name):
             fin = np.isfinite(u)
             np.testing.assert_allclose(v[fin], u[fin], rtol=1e-5, atol=1e-6)
     assert np.isfinite(np.asarray(objs[1].predict(c)[0])).any()
+
+
+# ------------------------------------------------------------------ narrow tangent widths
+
+
+@pytest.mark.parametrize("K", [1, 2, 3, 4, 5, 8, 10])
+def test_spd_solve_matches_numpy(K):
+    """The unrolled Cholesky (K <= 8) and XLA's (K > 8) against numpy.linalg.solve on
+    random SPD batches; a matrix that is not positive definite gives a non-finite step."""
+    from symjax_sr._optimise._linalg import spd_solve
+
+    rng = np.random.default_rng(K)
+    J = rng.standard_normal((3, 50, 20, K))
+    A = np.einsum("mbnk,mbnj->mbkj", J, J) + 1e-2 * np.eye(K)
+    b = rng.standard_normal((3, 50, K))
+    got = np.asarray(jax.jit(spd_solve)(jnp.asarray(A, jnp.float32), jnp.asarray(b, jnp.float32)))
+    want = np.linalg.solve(A, b[..., None])[..., 0]
+    np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3 * np.abs(want).max())
+    bad = -np.eye(K)[None]
+    assert not np.isfinite(np.asarray(spd_solve(jnp.asarray(bad, jnp.float32),
+                                                jnp.ones((1, K), jnp.float32)))).all()
+
+
+def test_narrow_widths_give_the_full_width_terms():
+    """Gauss-Newton terms, gradients and LM results at the narrowest covering width equal
+    the full table's; a batch with one lane using a high slot runs the full width."""
+    import symjax_sr._kernels  # noqa: F401
+    from symjax_sr._evaluate import get_evaluator
+    from symjax_sr._optimise._linalg import tangent_widths, width_branch
+    from symjax_sr._optimise._lm import levenberg_marquardt
+    from symjax_sr._optimise._objective import Objective
+
+    assert tangent_widths((4, 2, 9), 8) == (2, 4, 8)
+    assert tangent_widths((), 8) == (8,)
+    ev = get_evaluator("switch", OPS)
+    rng = np.random.default_rng(3)
+    X = rng.uniform(-2, 2, (40, 2)).astype(np.float32)
+    Xt, y = jnp.asarray(X.T), jnp.asarray(2.5 * X[:, 0] * np.sin(1.3 * X[:, 1]))
+    trees = [sin_tree(2.0, 1.0), exp_tree(1.0, 0.2), rational_tree(0.0, 4.0), line_tree(0.5, 1.0)]
+    pop = stack_trees(trees, L, 8)
+    for extra in (False, True):
+        free = np.arange(8)[None] < np.asarray(constant_count(pop))[:, None]
+        if extra:  # one lane "uses" slot 6: no narrow width covers the batch
+            free[0, 6] = True
+        free = jnp.asarray(free)
+        assert int(width_branch(free, (2, 4, 8))) == (2 if extra else 0)
+        objs = [Objective(ev, pop.op, pop.arg, free, Xt, y, None, narrow_widths=w)
+                for w in ((), (2, 4))]
+        c = pop.const
+        for f in (lambda o, c=c: o.gauss_newton(c), lambda o, c=c: o.loss_and_grad(c),
+                  lambda o, c=c: levenberg_marquardt(o, c, jnp.ones(4, bool), iterations=6,
+                                                     f_calls_limit=None, damping=0.1)):
+            full, narrow = (jax.tree.leaves(jax.jit(f)(o)) for o in objs)
+            for u, v in zip(full, narrow, strict=True):
+                np.testing.assert_allclose(np.asarray(v), np.asarray(u), rtol=2e-4, atol=1e-5)

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
+from ._linalg import spd_solve, width_branch
 from ._objective import Objective
 
 __all__ = ["levenberg_marquardt"]
@@ -36,19 +37,28 @@ _LAMBDA_MIN, _LAMBDA_MAX = 1e-10, 1e10
 _TRIALS = (0.1, 1.0, 10.0)
 
 
-def _damped_steps(JtJ, Jtr, lam, free):
-    """Steps for every damping in `lam [M, B]`: `[M, B, K]`."""
+def _damped_steps(JtJ, Jtr, lam, free, widths):
+    """Steps `[M, B, K]` for every damping in `lam [M, B]`, solved at the narrowest of
+    `widths` that covers the batch's free slots (the others have step 0)."""
     K = JtJ.shape[-1]
-    eye = jnp.eye(K, dtype=JtJ.dtype)
-    diag = jnp.diagonal(JtJ, axis1=-2, axis2=-1)
-    floor = 1e-6 * jnp.max(diag, axis=-1, keepdims=True) + jnp.finfo(JtJ.dtype).tiny
-    # Non-free slots get a unit diagonal and a zero right-hand side: their step is 0.
-    damp = jnp.where(free, lam[..., None] * diag + floor, 1.0)
-    M = JtJ + damp[..., None] * eye
-    factor = jax.scipy.linalg.cho_factor(M)
-    rhs = jnp.broadcast_to(-Jtr[..., None], M.shape[:-1] + (1,))
-    step = jax.scipy.linalg.cho_solve(factor, rhs)[..., 0]
-    return jnp.where(free, step, 0.0)
+
+    def at(w):
+        def solve(_):
+            A, g, fr = JtJ[..., :w, :w], Jtr[..., :w], free[..., :w]
+            diag = jnp.diagonal(A, axis1=-2, axis2=-1)
+            floor = 1e-6 * jnp.max(diag, axis=-1, keepdims=True) + jnp.finfo(A.dtype).tiny
+            # Non-free slots get a unit diagonal and a zero right-hand side: their step is 0.
+            damp = jnp.where(fr, lam[..., None] * diag + floor, 1.0)
+            A = A + damp[..., None] * jnp.eye(w, dtype=A.dtype)
+            step = spd_solve(A, jnp.broadcast_to(-g, A.shape[:-1]))
+            step = jnp.where(fr, step, 0.0)
+            return jnp.pad(step, [(0, 0)] * (step.ndim - 1) + [(0, K - w)])
+
+        return solve
+
+    if len(widths) == 1:
+        return at(K)(None)
+    return jax.lax.switch(width_branch(free.reshape(-1, K), widths), [at(w) for w in widths], None)
 
 
 def levenberg_marquardt(
@@ -77,10 +87,12 @@ def levenberg_marquardt(
     # round). One Gauss-Newton pass in the program instead of two: it is the largest
     # piece of the compiled search, and the iterates are the same.
     def body(i, state):
-        c, loss, JtJ, Jtr, lam, calls, live, cand, moved, picked, loss0 = state
+        c, loss, JtJ, Jtr, lam, calls, live, cand, cand_loss, moved, picked, loss0 = state
         first = i == 0
+        # The last round only accepts the candidate, whose loss its trial measured.
         n_loss, n_JtJ, n_Jtr = jax.lax.cond(
-            jnp.any(moved), lambda cc: obj.gauss_newton(cc), lambda cc: (loss, JtJ, Jtr), cand
+            jnp.any(moved) & (i < iterations), lambda cc: obj.gauss_newton(cc),
+            lambda cc: (cand_loss, JtJ, Jtr), cand
         )
         ok = moved & jnp.isfinite(n_loss)  # a non-finite Jacobian rejects the step
         take = ok | first
@@ -95,7 +107,7 @@ def levenberg_marquardt(
 
         def step(_):
             lams = lam[None] * factors  # [M, B]
-            trial = c[None] + _damped_steps(JtJ[None], Jtr[None], lams, obj.free[None])
+            trial = c[None] + _damped_steps(JtJ[None], Jtr[None], lams, obj.free[None], obj.widths())
             t_loss = obj.loss_many(trial)
             good = (t_loss < loss[None]) & jnp.all(jnp.isfinite(trial), axis=-1)
             t_loss = jnp.where(good, t_loss, jnp.inf)
@@ -103,17 +115,18 @@ def levenberg_marquardt(
             moved = live & jnp.any(good, axis=0)
             new_c = jnp.take_along_axis(trial, pick[None, :, None], axis=0)[0]
             new_c = jnp.where(moved[:, None], new_c, c)
-            return new_c, moved, jnp.take_along_axis(lams, pick[None], axis=0)[0]
+            new_loss = jnp.take_along_axis(t_loss, pick[None], axis=0)[0]
+            return new_c, new_loss, moved, jnp.take_along_axis(lams, pick[None], axis=0)[0]
 
-        cand, moved, picked = jax.lax.cond(
-            i < iterations, step, lambda _: (c, jnp.zeros_like(live), lam), None)
+        cand, cand_loss, moved, picked = jax.lax.cond(
+            i < iterations, step, lambda _: (c, loss, jnp.zeros_like(live), lam), None)
         calls = calls + jnp.where(i < iterations, live * M + moved, 0)
         live = live & (calls < limit)
-        return c, loss, JtJ, Jtr, lam, calls, live, cand, moved, picked, loss0
+        return c, loss, JtJ, Jtr, lam, calls, live, cand, cand_loss, moved, picked, loss0
 
     lam = jnp.full((B,), damping, c0.dtype)
     inf = jnp.full((B,), jnp.inf, c0.dtype)
     state = (c0, inf, jnp.zeros((B, K, K), c0.dtype), jnp.zeros((B, K), c0.dtype), lam,
-             live.astype(jnp.int32), live, c0, live, lam, inf)
-    c, loss, _, _, _, calls, _, _, _, _, loss0 = jax.lax.fori_loop(0, iterations + 1, body, state)
+             live.astype(jnp.int32), live, c0, inf, live, lam, inf)
+    c, loss, _, _, _, calls, _, _, _, _, _, loss0 = jax.lax.fori_loop(0, iterations + 1, body, state)
     return c, loss, calls, loss0

@@ -9,6 +9,7 @@ kernel that supports forward mode works.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import equinox as eqx
@@ -18,6 +19,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from .._evaluate import Evaluator, l2_loss, reduce_loss
 from .._tree import Population
+from ._linalg import tangent_widths, width_branch
 
 __all__ = ["Objective", "expression_loss", "lane_loss"]
 
@@ -91,6 +93,11 @@ class Objective(eqx.Module):
     #: member. Kernels that evaluate such lanes together (`predict_shared`) then run
     #: each structure once for all of them.
     groups: int = eqx.field(static=True, default=1)
+    #: Tangent counts compiled besides the full table (`ConstantOptions.narrow_widths`).
+    narrow_widths: tuple[int, ...] = eqx.field(static=True, default=())
+
+    def widths(self) -> tuple[int, ...]:
+        return tangent_widths(self.narrow_widths, self.free.shape[-1])
 
     def _shared(self, c: Float[Array, "groups_lanes nconst"], G: int):
         """Predictions of lanes laid out `[G·M]` (lane `g·M + m` has the structure of
@@ -132,21 +139,36 @@ class Objective(eqx.Module):
         loss = lane_loss(pred, ok, self.y, self.weights, self.elementwise_loss, self.loss_function)
         return loss.reshape(M, B)
 
-    def _tangents(self, fn, c):
-        """`fn(c) -> (value, aux)`, and the derivatives of `value` along every slot `[K, ...]`."""
+    def _tangents(self, fn, c, width: int):
+        """`fn(c) -> (value, aux)`, and the derivatives of `value` along the first
+        `width` slots `[width, ...]`."""
         K = c.shape[-1]
-        basis = jnp.broadcast_to(jnp.eye(K, dtype=c.dtype)[:, None, :], (K,) + c.shape)
+        basis = jnp.broadcast_to(jnp.eye(K, dtype=c.dtype)[:width, None, :], (width,) + c.shape)
 
         def one(t):
             return jax.jvp(fn, (c,), (t,), has_aux=True)
 
         return jax.vmap(one, out_axes=(None, 0, None))(basis)
 
+    def _by_width(self, pass_: Callable, c):
+        """`pass_(c, width)` at the narrowest of `widths()` that covers every free slot
+        of the batch (`lax.switch`): a forward-mode pass costs more with every tangent,
+        and members rarely use every slot of the table."""
+        widths = self.widths()
+        if len(widths) == 1:
+            return pass_(c, widths[0])
+        branches = [functools.partial(pass_, width=w) for w in widths]
+        return jax.lax.switch(width_branch(self.free, widths), branches, c)
+
     def loss_and_grad(self, c):
         """Loss `[B]` and gradient `[B, K]` (zero on non-free slots) by forward mode."""
+        return self._by_width(self._loss_and_grad, c)
 
-        loss, dloss, _ = self._tangents(lambda cc: (self.loss(cc), None), c)
-        grad = jnp.where(self.free, jnp.moveaxis(dloss, 0, -1), 0.0)
+    def _loss_and_grad(self, c, width: int):
+        K = c.shape[-1]
+        loss, dloss, _ = self._tangents(lambda cc: (self.loss(cc), None), c, width)
+        grad = jnp.pad(jnp.moveaxis(dloss, 0, -1), ((0, 0), (0, K - width)))
+        grad = jnp.where(self.free, grad, 0.0)
         good = jnp.isfinite(loss) & jnp.all(jnp.isfinite(grad), axis=-1)
         return jnp.where(good, loss, jnp.inf), jnp.where(good[:, None], grad, 0.0)
 
@@ -154,8 +176,13 @@ class Objective(eqx.Module):
         """Squared-error loss `[B]`, `JᵀJ` `[B, K, K]` and `Jᵀr` `[B, K]` of the residuals.
 
         Residuals are `sqrt(w_n / Σw) (pred_n - y_n)`, so `Σ r²` is the (weighted) mean
-        squared error that `l2_loss` gives.
+        squared error that `l2_loss` gives. Rows and columns of slots that no lane uses
+        are zero.
         """
+        return self._by_width(self._gauss_newton, c)
+
+    def _gauss_newton(self, c, width: int):
+        K = c.shape[-1]
         N = self.y.shape[0]
         if self.weights is None:
             sw = jnp.full((N,), 1.0 / jnp.sqrt(N), self.y.dtype)
@@ -166,12 +193,13 @@ class Objective(eqx.Module):
             pred, ok = self.predict(cc)
             return jnp.where(ok, pred, 0.0), ok
 
-        pred, dpred, ok = self._tangents(fn, c)
+        pred, dpred, ok = self._tangents(fn, c, width)
         r = sw * (pred - self.y)
-        J = jnp.where(ok[None] & self.free.T[:, :, None], dpred, 0.0) * sw  # [K, B, N]
+        J = jnp.where(ok[None] & self.free.T[:width, :, None], dpred, 0.0) * sw  # [w, B, N]
         loss = jnp.sum(r * r, axis=-1)
-        JtJ = jnp.einsum("kbn,jbn->bkj", J, J)
-        Jtr = jnp.einsum("kbn,bn->bk", J, r)
+        pad = K - width
+        JtJ = jnp.pad(jnp.einsum("kbn,jbn->bkj", J, J), ((0, 0), (0, pad), (0, pad)))
+        Jtr = jnp.pad(jnp.einsum("kbn,bn->bk", J, r), ((0, 0), (0, pad)))
         good = (
             jnp.all(ok, axis=-1)
             & jnp.isfinite(loss)

@@ -69,12 +69,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iterations", type=int, default=defaults.iterations)
     parser.add_argument("--restarts", type=int, default=defaults.nrestarts)
     parser.add_argument("--nconst", type=int, default=8, help="constant table size K")
+    parser.add_argument("--narrow-widths", type=_ints, default=list(defaults.narrow_widths),
+                        help="tangent widths compiled besides K (ConstantOptions.narrow_widths; "
+                             "empty string: the full width only, as the search runs)")
     parser.add_argument("--length", type=int, default=32, help="max expression length L")
     parser.add_argument("--evaluator", default=None,
                         help="evaluation kernel (default: the fastest registered)")
     parser.add_argument("--scipy-members", type=int, default=100,
                         help="run scipy on this many members and extrapolate (0: all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed runs of each side (after a warm-up call for ours); the "
+                             "fastest counts")
     parser.add_argument("--quick", action="store_true",
                         help="P=200, N=100, 40 scipy members: a smoke run")
     parser.add_argument("--json", action="store_true", help="print JSON lines only")
@@ -256,7 +262,7 @@ def _run_one(task, method, P, N, args, rng):
         from .. import _kernels  # noqa: F401  (registers the fast kernels)
     evaluator = get_evaluator(name, ops)
     options = ConstantOptions(algorithm=method, iterations=args.iterations,
-                              nrestarts=args.restarts)
+                              nrestarts=args.restarts, narrow_widths=tuple(args.narrow_widths))
     Xt, yj = jnp.asarray(X.T), jnp.asarray(y)
     key = jax.random.key(args.seed + 1)
     count = np.asarray(constant_count(pop))
@@ -276,16 +282,20 @@ def _run_one(task, method, P, N, args, rng):
     t0 = time.perf_counter()
     call()
     first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    res = call()
-    seconds = time.perf_counter() - t0
+    seconds = float("inf")
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        res = call()
+        seconds = min(seconds, time.perf_counter() - t0)
 
     members = np.flatnonzero(fit)
     n_sub = len(members) if args.scipy_members <= 0 else min(args.scipy_members, len(members))
     sub = members[:n_sub]
     starts = np.asarray(restart_starts(pop.const, jnp.asarray(count), args.restarts, key=key))
-    s_seconds, s_loss, s_const = _scipy_loop(method, pop, ops, X, y, starts, sub,
-                                             args.iterations)
+    s_seconds = float("inf")
+    for _ in range(args.repeats):
+        t, s_loss, s_const = _scipy_loop(method, pop, ops, X, y, starts, sub, args.iterations)
+        s_seconds = min(s_seconds, t)
     scale = len(members) / max(n_sub, 1)
     scipy_seconds = s_seconds * scale
 
@@ -313,6 +323,8 @@ def _run_one(task, method, P, N, args, rng):
         "scipy_seconds": round(scipy_seconds, 4),
         "ratio_vs_scipy": round(scipy_seconds / seconds, 2),
         "compile_seconds": round(max(first - seconds, 0.0), 2),
+        "repeats": args.repeats,
+        "narrow_widths": list(options.narrow_widths),
         "n_evals": int(res.n_evals),
         "members": int(len(members)),
         "scipy_members": int(n_sub),

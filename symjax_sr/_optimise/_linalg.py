@@ -1,0 +1,64 @@
+"""Small batched linear algebra for the optimisers: narrow tangent widths and SPD solves.
+
+A member rarely uses every slot of its constant table (15 slots at `maxsize=30`), so
+the optimisers can work on the narrowest of a few compiled widths that covers every
+slot used by the batch (`width_branch`, then one `lax.switch` branch per width).
+XLA:CPU's batched Cholesky is slow for tiny matrices (3000 lanes × 3 dampings of 8×8:
+3.4 ms against 0.67 ms for `spd_solve`'s unrolled elementwise form), so widths up to 8
+are solved unrolled.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int
+
+__all__ = ["spd_solve", "tangent_widths", "width_branch"]
+
+#: Largest width solved by the unrolled Cholesky (its op count grows as K³).
+_UNROLLED_MAX = 8
+
+
+def tangent_widths(narrow: tuple[int, ...], K: int) -> tuple[int, ...]:
+    """The widths compiled for a table of `K` slots: those of `narrow` below `K`, then `K`."""
+    return tuple(sorted({w for w in narrow if w < K})) + (K,)
+
+
+def width_branch(free: Bool[Array, "lanes nconst"], widths: tuple[int, ...]) -> Int[Array, ""]:
+    """Index into `widths` of the narrowest width covering every slot that some lane of
+    the batch uses."""
+    K = free.shape[-1]
+    used = jnp.any(free, axis=0)
+    kmax = jnp.max(jnp.where(used, jnp.arange(1, K + 1), 0))
+    return jnp.searchsorted(jnp.asarray(widths), kmax)
+
+
+def spd_solve(A: Float[Array, "*batch k k"], b: Float[Array, "*batch k"]) -> Float[Array, "*batch k"]:
+    """`A⁻¹ b` for symmetric positive-definite `A` by Cholesky. A pivot that is not
+    positive gives a non-finite solution (the caller rejects that step)."""
+    K = A.shape[-1]
+    if K > _UNROLLED_MAX:
+        factor = jax.scipy.linalg.cho_factor(A)
+        return jax.scipy.linalg.cho_solve(factor, b[..., None])[..., 0]
+    cols = []  # column j of the factor L, as [..., K] (zero above the diagonal)
+    rows = jnp.arange(K)
+    for j in range(K):
+        v = A[..., :, j]
+        for k in range(j):
+            v = v - cols[k] * cols[k][..., j : j + 1]
+        v = jnp.where(rows >= j, v / jnp.sqrt(v[..., j : j + 1]), 0.0)
+        cols.append(v)
+    z = []  # L z = b
+    for i in range(K):
+        s = b[..., i]
+        for k in range(i):
+            s = s - cols[k][..., i] * z[k]
+        z.append(s / cols[i][..., i])
+    x = [None] * K  # Lᵀ x = z
+    for i in reversed(range(K)):
+        s = z[i]
+        for k in range(i + 1, K):
+            s = s - cols[i][..., k] * x[k]
+        x[i] = s / cols[i][..., i]
+    return jnp.stack(x, axis=-1)
