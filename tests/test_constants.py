@@ -269,6 +269,12 @@ def test_eval_counts(data):
     lanes = 3 * 2
     assert lanes * (1 + 6 * 3) <= int(res.n_evals) <= lanes * (1 + 6 * 4)
     assert int(res.status[3]) == ConstantStatus.SKIPPED  # no constants
+    # The last step's accepted point is not evaluated again: one iteration is the start
+    # and three trials per lane, two add a derivative pass where the first step moved.
+    one = _run(pop, X, y, ConstantOptions(iterations=1, nrestarts=0), loss_before=loss)
+    assert int(one.n_evals) == 3 * (1 + 3)
+    two = _run(pop, X, y, ConstantOptions(iterations=2, nrestarts=0), loss_before=loss)
+    assert 3 * (1 + 3 + 3) <= int(two.n_evals) <= 3 * (1 + 3 + 1 + 3)
     limited = _run(pop, X, y, ConstantOptions(iterations=6, nrestarts=1, f_calls_limit=3),
                    loss_before=loss)
     # The limit is checked once per iteration: one iteration here.
@@ -479,9 +485,11 @@ def test_spd_solve_matches_numpy(K):
     J = rng.standard_normal((3, 50, 20, K))
     A = np.einsum("mbnk,mbnj->mbkj", J, J) + 1e-2 * np.eye(K)
     b = rng.standard_normal((3, 50, K))
-    got = np.asarray(jax.jit(spd_solve)(jnp.asarray(A, jnp.float32), jnp.asarray(b, jnp.float32)))
     want = np.linalg.solve(A, b[..., None])[..., 0]
-    np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3 * np.abs(want).max())
+    for unrolled in (True, False):
+        got = np.asarray(jax.jit(spd_solve, static_argnums=2)(
+            jnp.asarray(A, jnp.float32), jnp.asarray(b, jnp.float32), unrolled))
+        np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3 * np.abs(want).max())
     bad = -np.eye(K)[None]
     assert not np.isfinite(np.asarray(spd_solve(jnp.asarray(bad, jnp.float32),
                                                 jnp.ones((1, K), jnp.float32)))).all()

@@ -208,3 +208,42 @@ def test_unequal_tiles_agree_with_one_tile(name, bench_population):
     l2 = np.asarray(_loss(whole, pop, Xt, y, None))
     np.testing.assert_array_equal(np.isfinite(l1), np.isfinite(l2))
     np.testing.assert_allclose(l1[np.isfinite(l1)], l2[np.isfinite(l2)], rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(KERNELS))
+@given(st.lists(trees(), min_size=1, max_size=P), datasets(), st.data())
+@settings(max_examples=20)
+def test_non_finite_leaves_flag_like_the_reference(name, tree_list, X, data):
+    """Non-finite constants and data rows flag a row exactly as the reference does, also
+    under operators that map them back to finite values (exp(-inf) = 0, 1 / inf = 0):
+    the switch kernel reads leaves in place and makes any node with a non-finite operand
+    NaN instead of carrying a flag."""
+    bad = st.sampled_from([np.inf, -np.inf, np.nan])
+    trees_ = []
+    for t in tree_list:
+        const = np.array(t.constants, np.float64)
+        if const.size:
+            hit = data.draw(st.lists(st.booleans(), min_size=const.size, max_size=const.size))
+            const = np.where(hit, [data.draw(bad) for _ in hit], const)
+        trees_.append(t.with_constants(const))
+    X = X.copy()
+    X[data.draw(st.integers(0, X.shape[0] - 1)), data.draw(st.integers(0, X.shape[1] - 1))] = data.draw(bad)
+    tree_list, pop = _population(trees_)
+    Xt = jnp.asarray(X.T)
+    pred, ok = (np.asarray(a) for a in _predict(KERNELS[name], pop, Xt))
+    rpred, rok = (np.asarray(a) for a in _predict(ReferenceEvaluator(OPS), pop, Xt))
+    np.testing.assert_array_equal(ok, rok)
+    np.testing.assert_array_equal(np.isfinite(pred), ok)
+
+
+def test_absorbing_operators_keep_the_flag():
+    """exp(c) with c = -inf and x0 / c with c = inf are finite values (0) of a node with a
+    non-finite operand: not ok, as the reference says."""
+    exp_, div = OPS.opcode("exp"), OPS.opcode("/")
+    t1 = sr.Tree(np.array([2, exp_], np.int32), np.zeros(2, np.int32), np.array([-np.inf, 0.0]))
+    t2 = sr.Tree(np.array([1, 2, div], np.int32), np.zeros(3, np.int32), np.array([0.0, np.inf, 0.0]))
+    _, pop = _population([t1, t2])
+    Xt = jnp.ones((3, 5), jnp.float32)
+    for ev in KERNELS.values():
+        _, ok = _predict(ev, pop, Xt)
+        assert not np.asarray(ok)[:2].any()

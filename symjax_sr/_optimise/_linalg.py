@@ -4,8 +4,11 @@ A member rarely uses every slot of its constant table (15 slots at `maxsize=30`)
 the optimisers can work on the narrowest of a few compiled widths that covers every
 slot used by the batch (`width_branch`, then one `lax.switch` branch per width).
 XLA:CPU's batched Cholesky is slow for tiny matrices (3000 lanes × 3 dampings of 8×8:
-3.4 ms against 0.67 ms for `spd_solve`'s unrolled elementwise form), so widths up to 8
-are solved unrolled.
+3.4 ms against 0.67 ms for `spd_solve`'s unrolled elementwise form), so the narrow
+widths (up to 8) are solved unrolled. The full width keeps XLA's Cholesky: the unrolled
+form's rounding depends on a lane's position in its batch (vectorised loop body or
+scalar remainder), and the search, which compiles the full width only, must give the
+same result on 1 and N devices.
 """
 
 from __future__ import annotations
@@ -34,11 +37,14 @@ def width_branch(free: Bool[Array, "lanes nconst"], widths: tuple[int, ...]) -> 
     return jnp.searchsorted(jnp.asarray(widths), kmax)
 
 
-def spd_solve(A: Float[Array, "*batch k k"], b: Float[Array, "*batch k"]) -> Float[Array, "*batch k"]:
-    """`A⁻¹ b` for symmetric positive-definite `A` by Cholesky. A pivot that is not
-    positive gives a non-finite solution (the caller rejects that step)."""
+def spd_solve(
+    A: Float[Array, "*batch k k"], b: Float[Array, "*batch k"], unrolled: bool = True
+) -> Float[Array, "*batch k"]:
+    """`A⁻¹ b` for symmetric positive-definite `A` by Cholesky, unrolled elementwise
+    when `unrolled` and `k <= 8`, else XLA's. A pivot that is not positive gives a
+    non-finite solution (the caller rejects that step)."""
     K = A.shape[-1]
-    if K > _UNROLLED_MAX:
+    if not unrolled or K > _UNROLLED_MAX:
         factor = jax.scipy.linalg.cho_factor(A)
         return jax.scipy.linalg.cho_solve(factor, b[..., None])[..., 0]
     cols = []  # column j of the factor L, as [..., K] (zero above the diagonal)

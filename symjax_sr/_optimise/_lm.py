@@ -50,7 +50,7 @@ def _damped_steps(JtJ, Jtr, lam, free, widths):
             # Non-free slots get a unit diagonal and a zero right-hand side: their step is 0.
             damp = jnp.where(fr, lam[..., None] * diag + floor, 1.0)
             A = A + damp[..., None] * jnp.eye(w, dtype=A.dtype)
-            step = spd_solve(A, jnp.broadcast_to(-g, A.shape[:-1]))
+            step = spd_solve(A, jnp.broadcast_to(-g, A.shape[:-1]), unrolled=w < K)
             step = jnp.where(fr, step, 0.0)
             return jnp.pad(step, [(0, 0)] * (step.ndim - 1) + [(0, K - w)])
 
@@ -120,7 +120,9 @@ def levenberg_marquardt(
 
         cand, cand_loss, moved, picked = jax.lax.cond(
             i < iterations, step, lambda _: (c, loss, jnp.zeros_like(live), lam), None)
-        calls = calls + jnp.where(i < iterations, live * M + moved, 0)
+        # M trial losses now, and the derivative pass at the accepted point next round
+        # (none after the last step: its trial loss is the accepted point's).
+        calls = calls + jnp.where(i < iterations, live * M + moved * (i < iterations - 1), 0)
         live = live & (calls < limit)
         return c, loss, JtJ, Jtr, lam, calls, live, cand, cand_loss, moved, picked, loss0
 
