@@ -151,7 +151,7 @@ class SwitchEvaluator(Evaluator):
         def body(k, regs):
             row = jax.lax.switch(jnp.clip(br[k], 0, len(branches) - 1), branches, regs,
                                  first[k], second[k], Xg, const)
-            idx = (out[k],) + (0,) * (regs.ndim - 1)
+            idx = (out[k],) + (jnp.zeros((), out.dtype),) * (regs.ndim - 1)
             return jax.lax.dynamic_update_slice(regs, jnp.broadcast_to(row, regs.shape[1:])[None], idx)
 
         regs = jax.lax.fori_loop(0, prog.n_ops, body, jnp.zeros((S,) + G + (R,), Xt.dtype))
