@@ -73,10 +73,11 @@ def _programs(op, arg, arity_table, S: int, F: int, K: int) -> _Program:
     second = jnp.concatenate([slot[:, :1], slot[:, :-1]], axis=1)
     first = jnp.where(arity == 2, jnp.take_along_axis(slot, left, axis=1), second)
     rows = jnp.stack([op - FIRST_OP, first, second, slot], axis=1)  # [P, 4, L]
-    # Operator nodes first, in postfix order: each moved to its rank among them.
-    rank = jnp.where(is_op, prefix(is_op) - 1, L)
-    to = (rank[:, :, None] == pos).astype(jnp.float32)  # [P, node, rank]
-    ctrl = jnp.round(jnp.einsum("pcn,pnk->pck", rows.astype(jnp.float32), to)).astype(jnp.int32)
+    # Operator nodes first, in postfix order: the k-th is the node before which fewer
+    # than k + 1 operators have been completed.
+    done = prefix(is_op)  # operators up to and including each node
+    kth = jnp.sum(done[:, None, :] <= pos[None, :, None], axis=-1)  # [P, k]
+    ctrl = jnp.take_along_axis(rows, jnp.minimum(kth, L - 1)[:, None, :], axis=2).astype(jnp.int32)
     root = jnp.where(op[:, L - 1] == PAD, 0, slot[:, L - 1])
     return _Program(ctrl, is_op.sum(-1).astype(jnp.int32), root.astype(jnp.int32))
 
