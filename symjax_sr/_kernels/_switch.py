@@ -95,36 +95,25 @@ class SwitchEvaluator(Evaluator):
             raise ValueError(f"`row_block` ({self.row_block}) must be >= 1.")
 
     def _branches(self):
-        """One branch per operator: `(regs, first, second, Xt, const) -> row`, its
-        operands read from the slots `first` and `second` (see `_Program`).
+        """One branch per operator: `(a, b) -> row` on its operand rows (`b` unused by
+        unary operators).
 
         A non-finite operand makes the result NaN, so a value is finite exactly when every
         node below it is: the expression's flags are `isfinite` of its value, as the
         reference's (every node finite), without a flag carried through the loop."""
-
-        def operand(regs, i, Xt, const):
-            S, F, K = regs.shape[0], Xt.shape[0], const.shape[-1]
-            reg = regs[jnp.clip(i, 0, S - 1)]
-            x = Xt[jnp.clip(i - S, 0, F - 1)]
-            c = const[..., jnp.clip(i - S - F, 0, K - 1)][..., None]
-            return jnp.where(i < S, reg, jnp.where(i < S + F, x, c))
-
-        nan = jnp.asarray(jnp.nan, jnp.float32)
         branches = []
         for o in self.operators.operators:
             fn = implementation(o)
             if o.arity == 1:
 
-                def br(regs, i, j, Xt, const, fn=fn):
-                    a = operand(regs, i, Xt, const)
-                    return jnp.where(jnp.isfinite(a), fn(a).astype(regs.dtype), nan.astype(regs.dtype))
+                def br(a, b, fn=fn):
+                    return jnp.where(jnp.isfinite(a), fn(a).astype(a.dtype), jnp.nan)
 
             else:
 
-                def br(regs, i, j, Xt, const, fn=fn):
-                    a, b = operand(regs, i, Xt, const), operand(regs, j, Xt, const)
+                def br(a, b, fn=fn):
                     good = jnp.isfinite(a) & jnp.isfinite(b)
-                    return jnp.where(good, fn(a, b).astype(regs.dtype), nan.astype(regs.dtype))
+                    return jnp.where(good, fn(a, b).astype(a.dtype), jnp.nan)
 
             branches.append(br)
         return branches
@@ -149,18 +138,22 @@ class SwitchEvaluator(Evaluator):
 
         br, first, second, out = prog.ctrl
 
+        def operand(regs, i):
+            """Slot `i`'s row: a register, a data row or a constant (see `_Program`)."""
+            reg = regs[jnp.clip(i, 0, S - 1)]
+            x = Xg[jnp.clip(i - S, 0, F - 1)]
+            c = const[..., jnp.clip(i - S - F, 0, const.shape[-1] - 1)][..., None]
+            return jnp.broadcast_to(jnp.where(i < S, reg, jnp.where(i < S + F, x, c)), G + (R,))
+
         def body(k, regs):
-            row = jax.lax.switch(jnp.clip(br[k], 0, len(branches) - 1), branches, regs,
-                                 first[k], second[k], Xg, const)
+            # Operands are read once, before the switch: its branches only compute.
+            a, b = operand(regs, first[k]), operand(regs, second[k])
+            row = jax.lax.switch(jnp.clip(br[k], 0, len(branches) - 1), branches, a, b)
             idx = (out[k],) + (jnp.zeros((), out.dtype),) * (regs.ndim - 1)
-            return jax.lax.dynamic_update_slice(regs, jnp.broadcast_to(row, regs.shape[1:])[None], idx)
+            return jax.lax.dynamic_update_slice(regs, row[None], idx)
 
         regs = jax.lax.fori_loop(0, prog.n_ops, body, jnp.zeros((S,) + G + (R,), Xt.dtype))
-        r = prog.root
-        val = jnp.where(r < S, regs[jnp.clip(r, 0, S - 1)],
-                        jnp.where(r < S + F, Xg[jnp.clip(r - S, 0, F - 1)],
-                                  const[..., jnp.clip(r - S - F, 0, const.shape[-1] - 1)][..., None]))
-        val = jnp.broadcast_to(val, G + (R,))
+        val = operand(regs, prog.root)
         return val, jnp.isfinite(val)
 
     def _tiled(self, op, arg, const, Xt, block: int):
