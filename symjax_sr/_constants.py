@@ -95,7 +95,9 @@ class ConstantOptions:
       call runs the narrowest that covers every constant slot its batch uses, so fitting
       members with two constants in a table of 8 carries 2 tangents, not 8. Each width
       adds a compiled forward-mode pass (~0.5 s of compile); `()` compiles the full
-      width only.
+      width only. Under `shard_map` each device picks its own width and the narrow
+      solves round by a lane's batch position, so only `()` gives the same result on
+      any number of devices (the search's setting).
     """
 
     algorithm: str = "LM"

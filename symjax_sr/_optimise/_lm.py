@@ -8,10 +8,11 @@ data-dependent loop). Each iteration solves the damped normal equations
 for every lane at three dampings `λ·(0.1, 1, 10)` at once, evaluates the three trial
 points (primal only: one evaluation of a `[3·B]` population), moves to the best one
 that lowers the loss, and only then evaluates the residuals and the Jacobian there
-(one forward pass with K tangents, at the start of the next round of the loop, so the
-program holds that pass once). The damping becomes a tenth of the one picked, or
-grows 1000× when no trial lowers the loss. The iterate is always the best point seen;
-a trial with a non-finite loss, step or Jacobian is rejected.
+(one forward pass with a tangent per used constant slot, at the start of the next round
+of the loop, so the program holds that pass once; after the last step the trial's loss
+is all that is needed). The damping becomes a tenth of the one picked, or grows 1000×
+when no trial lowers the loss. The iterate is always the best point seen; a trial with a
+non-finite loss or step, or a point with a non-finite Jacobian, is rejected.
 
 Why three parallel trials: a rejected step otherwise costs a whole Jacobian
 evaluation, while a trial costs one primal pass (~1/(1+2K) of it). Measured on
