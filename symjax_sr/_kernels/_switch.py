@@ -3,17 +3,18 @@
 Each expression runs a loop over its own operator nodes only (`_Program`: leaves are
 read in place from the data and the constants, so they cost no step); `lax.switch` on
 the opcode executes exactly one operator per step, vectorised over a tile of rows.
-Operands are read inside the branches and only the node's row is returned (passing
-the register buffer through the switch makes XLA copy it, DESIGN.md §3). A node with a
+Its operands are read before the switch and passed in as rows, and only the node's row
+comes back (passing the register buffer through the switch makes XLA copy it, DESIGN.md
+§3); the branches only compute, which also keeps the compiled program small. A node with a
 non-finite operand is NaN, so the flags are `isfinite` of the value (no flag is carried
 through the loop). Registers are `[S, row_block]` per expression, so the working set
 stays in cache and memory is bounded whatever P and N are. Under `vmap` a switch
 becomes a select over every branch, so expressions go through `lax.map`, never `vmap`.
 
 Measured (`python -m symjax_sr.bench eval --populations 1000,4000 --rows 100,1000,10000`,
-2-core machine, one device): against a loop over every node with a flag carried, 417
-against 369 M node-evals/s at P=1000, N=100 (5.98× against 5.15× the NumPy loop), 2016
-against ~1400 at N=1000.
+2-core machine, one device, same session): against a loop over every node with a flag
+carried, 468 against 364 M node-evals/s at P=1000, N=100 (6.5× against 4.95× the NumPy
+loop), 2132 against 1491 at N=1000, 2498 against 1762 at N=10^4.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class _Program(eqx.Module):
 def _programs(op, arg, arity_table, S: int, F: int, K: int) -> _Program:
     """`_Program`s of a population `[P, L]`, vectorised over it (prefix sums as products
     with a triangular matrix, which XLA:CPU runs faster than its cumulative sums)."""
-    P, L = op.shape
+    L = op.shape[-1]
     arity = jnp.asarray(arity_table)[op]
     real = op != PAD
     is_var, is_const, is_op = op == VAR, op == CONST, op >= FIRST_OP
