@@ -13,8 +13,8 @@ becomes a select over every branch, so expressions go through `lax.map`, never `
 
 Measured (`python -m symjax_sr.bench eval --populations 1000,4000 --rows 100,1000,10000`,
 2-core machine, one device, same session): against a loop over every node with a flag
-carried, 468 against 364 M node-evals/s at P=1000, N=100 (6.5× against 4.95× the NumPy
-loop), 2132 against 1491 at N=1000, 2498 against 1762 at N=10^4.
+carried, 460 against 364 M node-evals/s at P=1000, N=100 (6.3× against 4.95× the NumPy
+loop), 1926 against 1491 at N=1000, 2162 against 1762 at N=10^4.
 """
 
 from __future__ import annotations
