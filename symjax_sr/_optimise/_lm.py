@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
-from ._linalg import spd_solve, width_branch
+from ._linalg import spd_solve
 from ._objective import Objective
 
 __all__ = ["levenberg_marquardt"]
@@ -38,28 +38,24 @@ _LAMBDA_MIN, _LAMBDA_MAX = 1e-10, 1e10
 _TRIALS = (0.1, 1.0, 10.0)
 
 
-def _damped_steps(JtJ, Jtr, lam, free, widths):
-    """Steps `[M, B, K]` for every damping in `lam [M, B]`, solved at the narrowest of
-    `widths` that covers the batch's free slots (the others have step 0)."""
+def _damped_steps(obj: Objective, JtJ, Jtr, lam):
+    """Steps `[M, B, K]` for every damping in `lam [M, B]`, solved at the batch's width
+    (`Objective.at_width`; the slots beyond it have step 0)."""
     K = JtJ.shape[-1]
 
-    def at(w):
-        def solve(_):
-            A, g, fr = JtJ[..., :w, :w], Jtr[..., :w], free[..., :w]
-            diag = jnp.diagonal(A, axis1=-2, axis2=-1)
-            floor = 1e-6 * jnp.max(diag, axis=-1, keepdims=True) + jnp.finfo(A.dtype).tiny
-            # Non-free slots get a unit diagonal and a zero right-hand side: their step is 0.
-            damp = jnp.where(fr, lam[..., None] * diag + floor, 1.0)
-            A = A + damp[..., None] * jnp.eye(w, dtype=A.dtype)
-            step = spd_solve(A, jnp.broadcast_to(-g, A.shape[:-1]), unrolled=w < K)
-            step = jnp.where(fr, step, 0.0)
-            return jnp.pad(step, [(0, 0)] * (step.ndim - 1) + [(0, K - w)])
+    def solve(width):
+        w = width
+        A, g, fr = JtJ[..., :w, :w], Jtr[..., :w], obj.free[..., :w]
+        diag = jnp.diagonal(A, axis1=-2, axis2=-1)
+        floor = 1e-6 * jnp.max(diag, axis=-1, keepdims=True) + jnp.finfo(A.dtype).tiny
+        # Non-free slots get a unit diagonal and a zero right-hand side: their step is 0.
+        damp = jnp.where(fr, lam[..., None] * diag + floor, 1.0)
+        A = A + damp[..., None] * jnp.eye(w, dtype=A.dtype)
+        step = spd_solve(A, jnp.broadcast_to(-g, A.shape[:-1]), unrolled=w < K)
+        step = jnp.where(fr, step, 0.0)
+        return jnp.pad(step, [(0, 0)] * (step.ndim - 1) + [(0, K - w)])
 
-        return solve
-
-    if len(widths) == 1:
-        return at(K)(None)
-    return jax.lax.switch(width_branch(free.reshape(-1, K), widths), [at(w) for w in widths], None)
+    return obj.at_width(solve)
 
 
 def levenberg_marquardt(
@@ -108,7 +104,7 @@ def levenberg_marquardt(
 
         def step(_):
             lams = lam[None] * factors  # [M, B]
-            trial = c[None] + _damped_steps(JtJ[None], Jtr[None], lams, obj.free[None], obj.widths())
+            trial = c[None] + _damped_steps(obj, JtJ, Jtr, lams)
             t_loss = obj.loss_many(trial)
             good = (t_loss < loss[None]) & jnp.all(jnp.isfinite(trial), axis=-1)
             t_loss = jnp.where(good, t_loss, jnp.inf)

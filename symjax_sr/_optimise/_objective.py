@@ -150,19 +150,19 @@ class Objective(eqx.Module):
 
         return jax.vmap(one, out_axes=(None, 0, None))(basis)
 
-    def _by_width(self, pass_: Callable, c):
-        """`pass_(c, width)` at the narrowest of `widths()` that covers every free slot
-        of the batch (`lax.switch`): a forward-mode pass costs more with every tangent,
-        and members rarely use every slot of the table."""
+    def at_width(self, fn: Callable, *operands):
+        """`fn(*operands, width=w)` at the narrowest `w` of `widths()` that covers every
+        free slot of the batch (one `lax.switch` branch per width): a forward-mode pass
+        costs more with every tangent, and members rarely use every slot of the table."""
         widths = self.widths()
         if len(widths) == 1:
-            return pass_(c, widths[0])
-        branches = [functools.partial(pass_, width=w) for w in widths]
-        return jax.lax.switch(width_branch(self.free, widths), branches, c)
+            return fn(*operands, width=widths[0])
+        branches = [functools.partial(fn, width=w) for w in widths]
+        return jax.lax.switch(width_branch(self.free, widths), branches, *operands)
 
     def loss_and_grad(self, c):
         """Loss `[B]` and gradient `[B, K]` (zero on non-free slots) by forward mode."""
-        return self._by_width(self._loss_and_grad, c)
+        return self.at_width(self._loss_and_grad, c)
 
     def _loss_and_grad(self, c, width: int):
         K = c.shape[-1]
@@ -179,7 +179,7 @@ class Objective(eqx.Module):
         squared error that `l2_loss` gives. Rows and columns of slots that no lane uses
         are zero.
         """
-        return self._by_width(self._gauss_newton, c)
+        return self.at_width(self._gauss_newton, c)
 
     def _gauss_newton(self, c, width: int):
         K = c.shape[-1]

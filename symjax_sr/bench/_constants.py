@@ -217,7 +217,8 @@ def _default_evaluator() -> str:
     return "reference"
 
 
-def _breakdown(evaluator, pop, members, count, Xt, yj, restarts: int) -> dict:
+def _breakdown(evaluator, pop, members, count, Xt, yj, restarts: int,
+               narrow_widths: tuple[int, ...]) -> dict:
     """Milliseconds of one call of each piece of an LM iteration on the run's lanes
     (members x (1 + restarts)): a primal `predict`, the fused loss, the Gauss-Newton
     pass (primal + one tangent per constant slot + JᵀJ) and the three trial losses."""
@@ -231,7 +232,8 @@ def _breakdown(evaluator, pop, members, count, Xt, yj, restarts: int) -> dict:
 
     free = np.arange(pop.const.shape[1])[None] < count[members][:, None]
     obj = Objective(evaluator, rep(pop.op), rep(pop.arg), jnp.asarray(np.tile(free, (R, 1))),
-                    Xt, yj, None, groups=R)  # the restarts share structures, as in the run
+                    Xt, yj, None, groups=R,  # the restarts share structures, as in the run
+                    narrow_widths=narrow_widths)
     c = rep(pop.const)
     pieces = {
         "predict": jax.jit(lambda o, c: o.predict(c)),
@@ -333,7 +335,8 @@ def _run_one(task, method, P, N, args, rng):
         "evaluator": type(evaluator).__name__,
         "nconst": args.nconst,
         "length": args.length,
-        **({"breakdown_ms": _breakdown(evaluator, pop, members, count, Xt, yj, args.restarts)}
+        **({"breakdown_ms": _breakdown(evaluator, pop, members, count, Xt, yj, args.restarts,
+                                               options.narrow_widths)}
            if getattr(args, "breakdown", False) else {}),
     }
 
