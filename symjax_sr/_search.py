@@ -459,6 +459,21 @@ def _scatter_back(x, order, chosen, shape, fill=0):
 def _randomized(key, is_rand, curmaxsize, opts: SearchOptions, dtype, n_features):
     """Random trees (sizes uniform in 1..curmaxsize) for the events that chose `randomize`;
     a template member gets every sub-tree anew, each up to its share of curmaxsize."""
+    shape = is_rand.shape
+
+    def none(_):  # what the draws below give when no event chose `randomize`
+        L = opts.n_sub * opts.sub_length
+        zeros = (jnp.zeros(shape + (L,), jnp.int32), jnp.zeros(shape + (L,), jnp.int32),
+                 jnp.zeros(shape + (opts.n_sub * opts.const_slots,), dtype))
+        return zeros, jnp.zeros(shape, bool)
+
+    # a rare event (PySR's weight 0.0005 of ~8): the draws are a loop over nodes per
+    # slot, ~45% of a cycle's steps on CPU, so they run only in a cycle that has one
+    return jax.lax.cond(is_rand.any(), lambda _: _draw_random(key, is_rand, curmaxsize, opts,
+                                                               dtype, n_features), none, None)
+
+
+def _draw_random(key, is_rand, curmaxsize, opts: SearchOptions, dtype, n_features):
     C = randomize_capacity(opts)
     order, chosen = _compact(is_rand, C)
     k_size, k_tree = jax.random.split(key)

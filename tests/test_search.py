@@ -260,6 +260,31 @@ def test_final_state_members_are_valid(long_run):
                 assert loss[i, j] == pytest.approx(ref, rel=1e-3, abs=1e-5)
 
 
+def test_randomize_events_make_valid_members():
+    """`randomize` runs only in cycles that have such an event (a `lax.cond`): in a search
+    where it is almost every event, the random children replace most members, and every
+    member is valid with its tree's loss."""
+    from symjax_sr._options import MutationWeights
+
+    opts = dataclasses.replace(OPTS, mutation_weights=MutationWeights(randomize=1e4))
+    res = run_search(X, Y, opts, evaluator=EVALUATOR, niterations=2, random_state=0)
+    state = jax.device_get(res.state)
+    loss, birth = np.asarray(state.loss), np.asarray(state.birth)
+    P = loss.shape[1]
+    # members born after the initial population: events (or a few migrants); a randomize
+    # that never produced a valid child would leave nearly all of the initial members
+    assert (birth >= P).mean() > 0.8
+    assert not np.isnan(loss).any()
+    for i in range(loss.shape[0]):
+        pop = Population(state.pop.op[i], state.pop.arg[i], state.pop.const[i])
+        for j in range(P):
+            tree = pop.tree(j)
+            tree.validate(OPS, 2)
+            assert UNIT.of_tree(tree) == state.complexity[i, j] <= OPTS.maxsize
+            if np.isfinite(loss[i, j]):
+                assert loss[i, j] == pytest.approx(_mse(tree, X, Y), rel=1e-3, abs=1e-5)
+
+
 def test_hall_of_fame_matches_reference(long_run):
     entries = long_run.hall_of_fame
     assert entries == hall_of_fame_entries(long_run.state)
