@@ -6,13 +6,13 @@ directory). Training data: the problem's `n` rows (or `--rows`) sampled from its
 with `--seed`; test data: 1000 rows with seed `--seed + 10_000`.
 
 Search settings (fixed for every problem, chosen for a 2-core CPU): operators
-`+ - * /` and `sin cos exp log sqrt`; 15 islands of 27 members, 100 cycles per iteration,
-`maxsize` 20, the `switch` evaluator, every other option at PySR's default. The budget
+`+ - * /` and `sin cos exp log sqrt`; `maxsize` 20, the `switch` evaluator, every other
+option at PySR's default (31 islands of 27 members, 380 cycles per iteration). The budget
 (`timeout_in_seconds`) includes compilation, reported separately as `compile_s`; the
 search stops after the first iteration that ends past the budget.
 
 `--devices N` splits the islands over N devices of the default backend (on CPU, N host
-devices, one per core); the island count (`--populations`, default 15) is then rounded up
+devices, one per core); the island count (`--populations`, default 31) is then rounded up
 to a multiple of N, and the search draws its random numbers with threefry, so that
 `--devices 1` and `--devices N` with the same `--populations` run the same search
 (compare them with `--niterations`, which stops after that many iterations instead of on
@@ -41,7 +41,7 @@ from ._host import host_devices
 
 BINARY = ("+", "-", "*", "/")
 UNARY = ("sin", "cos", "exp", "log", "sqrt")
-SETTINGS = dict(populations=15, population_size=27, ncycles_per_iteration=100, maxsize=20)
+SETTINGS = dict(populations=31, population_size=27, ncycles_per_iteration=380, maxsize=20)
 EVALUATOR = "switch"
 TEST_ROWS = 1000
 TEST_SEED_OFFSET = 10_000
@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--devices", type=int, default=None,
                         help="split the islands over N devices (default: one, no split)")
     parser.add_argument("--populations", type=int, default=None,
-                        help="islands (default 15, rounded up to a multiple of --devices)")
+                        help="islands (default 31, rounded up to a multiple of --devices)")
     parser.add_argument("--rows", type=int, default=None,
                         help="training rows (default: the problem's n)")
     parser.add_argument("--niterations", type=int, default=None,
