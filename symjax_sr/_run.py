@@ -29,6 +29,7 @@ from ._memory import available_bytes, check_memory, program_bytes
 from ._options import SearchOptions
 from ._parametric import ParametricEvaluator
 from ._search import SearchData, SearchState, baseline_loss, init_state, iteration
+from ._snap import snap_entries
 from ._stopping import stop_condition
 from ._template import TemplateEvaluator, TemplateMember
 from ._tree import Population, Tree
@@ -238,6 +239,16 @@ def _pad_features(X, opts: SearchOptions):
     return X, dataclasses.replace(opts, n_features=fp, complexities=cplx)
 
 
+def _finish(entries: list[HofEntry], opts: SearchOptions, X, y, weights, units) -> list[HofEntry]:
+    """The final hall of fame with closed-form constants snapped (`_snap.py`): for plain
+    expressions under a loss of the prediction per row (not a `loss_function` of the whole
+    prediction, nor with units, whose penalty the check would leave out)."""
+    if opts.template is not None or opts.n_params or opts.loss_function is not None or \
+            opts.loss_function_expression is not None or units is not None:
+        return entries
+    return snap_entries(entries, X, y, weights, opts.operators, opts.elementwise_loss)
+
+
 def _early_stop(condition, entries: list[HofEntry]) -> bool:
     if condition is None:
         return False
@@ -288,6 +299,7 @@ def run_search(
         raise ValueError(f"`y` must be 1-D with {X.shape[0]} rows to match X, got shape {y.shape}.")
     if not np.all(np.isfinite(y)):
         raise ValueError("`y` contains NaN or inf; drop those rows before fitting.")
+    fit_rows = (X, y, None if weights is None else np.asarray(weights))  # for `_finish`
     n_vars = opts.n_features - opts.n_params
     template = opts.template
     if template is not None:
@@ -408,7 +420,7 @@ def run_search(
                 stopped = "early_stop_condition"
                 break
     return SearchResult(
-        hall_of_fame=hall_of_fame_entries(state, opts),
+        hall_of_fame=_finish(hall_of_fame_entries(state, opts), opts, *fit_rows, units),
         state=state,
         iterations=it,
         num_evals=num_evals,

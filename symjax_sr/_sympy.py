@@ -25,6 +25,7 @@ import numpy as np
 import sympy
 
 from ._operators import CONST, OPERATORS, VAR, OperatorSet
+from ._snap import closed_form
 from ._strings import _check_names, _format_constant
 from ._tree import Tree
 
@@ -97,8 +98,8 @@ def tree_to_sympy(
                 c = sympy.Symbol(f"{prefix}{len(consts)}")
                 consts[c] = float(v)
                 stack.append(c)
-            else:
-                stack.append(_sympy_float(float(v)))
+            else:  # pi/2 for a constant snapped to it (`_snap.py`)
+                stack.append(closed_form(float(v)) or _sympy_float(float(v)))
         else:
             op = operators.operator(o)
             args = [stack.pop() for _ in range(op.arity)][::-1]

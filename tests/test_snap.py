@@ -1,0 +1,103 @@
+"""Closed-form constants: snapping after a search, and how they print."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import sympy
+
+from symjax_sr import PySRRegressor, make_operator_set
+from symjax_sr._operators import CONST, VAR
+from symjax_sr._run import HofEntry
+from symjax_sr._snap import closed_form, snap_entries
+from symjax_sr._sympy import tree_to_sympy
+from symjax_sr._tree import Tree
+
+OPS = make_operator_set(["+", "-", "*"], ["cos"])
+X0 = sympy.Symbol("x0")
+
+
+def _cos_shift(c: float) -> Tree:
+    """cos(x0 - c) in postfix."""
+    minus, cos = OPS.opcode("-"), OPS.opcode("cos")
+    return Tree(np.array([VAR, CONST, minus, cos], np.int32), np.zeros(4, np.int32),
+                np.array([0.0, c, 0.0, 0.0], np.float32))
+
+
+def _entry(tree: Tree, X, y) -> HofEntry:
+    pred = np.cos(X[:, 0] - float(tree.value[1]))
+    return HofEntry(4, float(np.mean((pred - y) ** 2)), tree, True)
+
+
+@pytest.mark.parametrize("value, expected", [
+    (math.pi / 2, sympy.pi / 2), (-3 * math.pi / 4, -3 * sympy.pi / 4), (2 * math.pi, 2 * sympy.pi),
+    (math.e, sympy.E), (-1 / math.e, -sympy.exp(-1)), (5 * math.pi / 6, 5 * sympy.pi / 6),
+    (math.exp(0.5), sympy.exp(sympy.Rational(1, 2))), (math.exp(-2.25), sympy.exp(-sympy.Rational(9, 4))),
+])
+def test_closed_form_recognises_float32_values(value, expected):
+    assert closed_form(float(np.float32(value))) == expected
+    assert closed_form(value) == expected
+
+
+@pytest.mark.parametrize("value", [1.5707, 1.5709, 3.0, 0.1, 0.0, math.inf, math.nan, 1e-30])
+def test_closed_form_rejects_other_values(value):
+    assert closed_form(value) is None
+
+
+def test_a_phase_of_pi_over_two_is_snapped_and_prints_as_sine():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-3, 3, (200, 1))
+    y = np.sin(X[:, 0])
+    fitted = np.float32(math.pi / 2 * (1 + 3e-7))  # what a float32 fit gives
+    assert closed_form(float(fitted)) is None
+    [snapped] = snap_entries([_entry(_cos_shift(float(fitted)), X, y)], X, y, None, OPS)
+    assert snapped.tree.value[1] == np.float32(math.pi / 2)
+    assert snapped.loss < 1e-12 and snapped.pareto
+    assert sympy.simplify(tree_to_sympy(snapped.tree, OPS) - sympy.sin(X0)) == 0
+
+
+def test_a_constant_the_data_tells_apart_is_kept():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-3, 3, (200, 1))
+    c = 1.5709  # within 1e-4 of pi/2, but the noiseless data fit it exactly
+    y = np.cos(X[:, 0] - c)
+    entry = _entry(_cos_shift(c), X, y)
+    [kept] = snap_entries([entry], X, y, None, OPS)
+    assert kept is entry
+    # with noise the data cannot tell c from pi/2: the loss rises by far less than 0.1%
+    noisy = y + 0.1 * rng.normal(size=y.shape)
+    [snapped] = snap_entries([_entry(_cos_shift(c), X, noisy)], X, noisy, None, OPS)
+    assert snapped.tree.value[1] == np.float32(math.pi / 2)
+
+
+def test_snapping_recomputes_the_pareto_flags():
+    rng = np.random.default_rng(1)
+    X = rng.uniform(-3, 3, (100, 1))
+    y = np.sin(X[:, 0])
+    simple = HofEntry(1, 0.5, Tree(np.array([VAR], np.int32), np.zeros(1, np.int32),
+                                   np.zeros(1, np.float32)), True)
+    shifted = _entry(_cos_shift(float(np.float32(math.pi / 2 * (1 + 3e-7)))), X, y)
+    shifted = dataclasses.replace(shifted, pareto=False)  # as if it had lost to `simple`
+    out = snap_entries([simple, shifted], X, y, None, OPS)
+    assert out[0].tree is simple.tree and out[0].loss == simple.loss
+    assert [e.pareto for e in out] == [True, True]
+
+
+def test_a_search_reports_sine_as_a_shifted_cosine():
+    """End to end: with `cos` only, sin(x0) is found as cos(x0 - c); the equations show
+    the closed form and `predict` uses the snapped constant."""
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-3, 3, (100, 1))
+    y = np.sin(X[:, 0])
+    model = PySRRegressor(binary_operators=["+", "-", "*"], unary_operators=["cos"],
+                          niterations=40, populations=4, population_size=20,
+                          ncycles_per_iteration=30, maxsize=8, random_state=0,
+                          early_stop_condition=1e-10, progress=False, verbosity=0,
+                          temp_equation_file=True)
+    model.fit(X, y)
+    expr = model.sympy()
+    assert sympy.simplify(expr - sympy.sin(X0)) == 0, expr
+    np.testing.assert_allclose(model.predict(X), y, atol=1e-5)
