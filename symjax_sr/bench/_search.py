@@ -5,7 +5,7 @@ else `$SYMJAX_SR_PROBLEMS`, else `shared/benchmarks/problems.json` above the wor
 directory). Training data: the problem's `n` rows (or `--rows`) sampled from its ranges and noise
 with `--seed`; test data: 1000 rows with seed `--seed + 10_000`.
 
-Search settings (fixed for every problem, chosen for a 2-core CPU): operators
+Search settings (fixed for every problem): operators
 `+ - * /` and `sin cos exp log sqrt`; `maxsize` 20, the `switch` evaluator, every other
 option at PySR's default (31 islands of 27 members, 380 cycles per iteration). The budget
 (`timeout_in_seconds`) includes compilation, reported separately as `compile_s`; the
