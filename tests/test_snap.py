@@ -87,8 +87,9 @@ def test_snapping_recomputes_the_pareto_flags():
 
 
 def test_a_search_reports_sine_as_a_shifted_cosine():
-    """End to end: with `cos` only, sin(x0) is found as cos(x0 - c); the equations show
-    the closed form and `predict` uses the snapped constant."""
+    """End to end: with `cos` only, sin(x0) is found as cos(x0 - c) with c at pi/2 in
+    float32 (here the fit lands on it; `snap_entries` covers the fits that do not), and
+    `sympy()` gives a formula SymPy proves equal to sin(x0)."""
     rng = np.random.default_rng(0)
     X = rng.uniform(-3, 3, (100, 1))
     y = np.sin(X[:, 0])
