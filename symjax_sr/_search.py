@@ -13,6 +13,7 @@ evaluated in one batch.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import equinox as eqx
@@ -459,19 +460,11 @@ def _scatter_back(x, order, chosen, shape, fill=0):
 def _randomized(key, is_rand, curmaxsize, opts: SearchOptions, dtype, n_features):
     """Random trees (sizes uniform in 1..curmaxsize) for the events that chose `randomize`;
     a template member gets every sub-tree anew, each up to its share of curmaxsize."""
-    shape = is_rand.shape
-
-    def none(_):  # what the draws below give when no event chose `randomize`
-        L = opts.n_sub * opts.sub_length
-        zeros = (jnp.zeros(shape + (L,), jnp.int32), jnp.zeros(shape + (L,), jnp.int32),
-                 jnp.zeros(shape + (opts.n_sub * opts.const_slots,), dtype))
-        return zeros, jnp.zeros(shape, bool)
-
     # a rare event (PySR's weight 0.0005 of ~8): the draws, a loop over nodes per slot,
-    # run only in a cycle that has one. They were ~45% of the XLA:CPU ops a cycle runs
-    # but small ones: an iteration took 113 against 119 ms (nguyen-7, 15 islands)
-    return jax.lax.cond(is_rand.any(), lambda _: _draw_random(key, is_rand, curmaxsize, opts,
-                                                               dtype, n_features), none, None)
+    # run only in a cycle that has one; otherwise they give zeros and no valid child
+    draw = functools.partial(_draw_random, key, is_rand, curmaxsize, opts, dtype, n_features)
+    zeros = lambda: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(draw))  # noqa: E731
+    return jax.lax.cond(is_rand.any(), draw, zeros)
 
 
 def _draw_random(key, is_rand, curmaxsize, opts: SearchOptions, dtype, n_features):

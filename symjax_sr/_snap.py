@@ -35,20 +35,22 @@ _E_DENOMINATORS = (1, 2, 3, 4)
 _MAX_E_POWER = 4
 
 
-def _candidates(v: float) -> list[tuple[float, sympy.Expr]]:
-    """Closed forms within `CLOSE` of `v`, nearest first."""
+def _candidates(v: float) -> list[tuple[float, Callable[[], sympy.Expr]]]:
+    """Closed forms within `CLOSE` of `v`, nearest first: (value, its SymPy form). The
+    SymPy form is built on demand: `tree_to_sympy` asks for every constant it prints."""
     if not math.isfinite(v) or v == 0.0:
         return []
     out = []
     for q in _DENOMINATORS:
         k = round(v * q / math.pi)
         if k != 0 and abs(k) <= _MAX_MULTIPLE and math.gcd(k, q) == 1:
-            out.append((k * math.pi / q, sympy.pi * sympy.Rational(k, q)))
-    sign, t = math.copysign(1.0, v), math.log(abs(v))
+            out.append((k * math.pi / q, lambda k=k, q=q: sympy.pi * sympy.Rational(k, q)))
+    sign, t = (1 if v > 0 else -1), math.log(abs(v))
     for q in _E_DENOMINATORS:
         k = round(t * q)
         if k != 0 and abs(k) <= _MAX_E_POWER * q and math.gcd(k, q) == 1:
-            out.append((sign * math.exp(k / q), int(sign) * sympy.exp(sympy.Rational(k, q))))
+            out.append((sign * math.exp(k / q),
+                        lambda k=k, q=q: sign * sympy.exp(sympy.Rational(k, q))))
     near = [(c, e) for c, e in out if abs(c - v) <= CLOSE * abs(v)]
     return sorted(near, key=lambda ce: abs(ce[0] - v))
 
@@ -58,7 +60,7 @@ def closed_form(v: float) -> sympy.Expr | None:
     fitted to within float32 precision of it) is recognised when printed."""
     for c, expr in _candidates(float(v)):  # none unless |v| is within e^-4 .. 24*pi
         if np.float32(c) == np.float32(v):
-            return expr
+            return expr()
     return None
 
 
