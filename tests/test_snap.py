@@ -10,9 +10,10 @@ import pytest
 import sympy
 
 from symjax_sr import PySRRegressor, make_operator_set
+from symjax_sr._numpy_eval import evaluate_tree_numpy
 from symjax_sr._operators import CONST, VAR
 from symjax_sr._run import HofEntry
-from symjax_sr._snap import closed_form, snap_entries
+from symjax_sr._snap import _fractions, closed_form, snap_entries
 from symjax_sr._sympy import tree_to_sympy
 from symjax_sr._tree import Tree
 
@@ -102,3 +103,64 @@ def test_a_search_reports_sine_as_a_shifted_cosine():
     expr = model.sympy()
     assert sympy.simplify(expr - sympy.sin(X0)) == 0, expr
     np.testing.assert_allclose(model.predict(X), y, atol=1e-5)
+
+
+POW = make_operator_set(["*", "/", "^"], [])
+
+
+def _inverse_power(coef: float, exponent: float) -> Tree:
+    """coef * x0 / x1^exponent in postfix."""
+    mul, div, pw = POW.opcode("*"), POW.opcode("/"), POW.opcode("^")
+    return Tree(np.array([CONST, VAR, mul, VAR, CONST, pw, div], np.int32),
+                np.array([0, 0, 0, 1, 0, 0, 0], np.int32),
+                np.array([coef, 0, 0, 0, exponent, 0, 0], np.float32))
+
+
+def _loss_entry(tree: Tree, X, y, ops) -> HofEntry:
+    pred, _, _ = evaluate_tree_numpy(tree, X, ops)
+    return HofEntry(tree.size, float(np.mean((pred - y) ** 2)), tree, True)
+
+
+def _inverse_square_data(noise: float, n: int = 1000, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(1, 5, (n, 2))
+    y = 0.0796 * X[:, 0] / X[:, 1] ** 2
+    return X, y + noise * np.sqrt(np.mean(y**2)) * rng.normal(size=n)
+
+
+def test_an_exponent_fitted_under_noise_snaps_to_its_integer():
+    """An exponent of 2.001 on data with 1% noise: the loss it saves over 2 is far below
+    what the BIC asks of a free parameter, so it becomes 2; the coefficient (no fraction
+    within 1%) stays."""
+    X, y = _inverse_square_data(0.01)
+    [snapped] = snap_entries([_loss_entry(_inverse_power(0.07961, 2.001), X, y, POW)], X, y, None, POW)
+    assert snapped.tree.value[4] == 2.0
+    assert snapped.tree.value[0] == np.float32(0.07961)
+    expr = tree_to_sympy(snapped.tree, POW)
+    assert sympy.simplify(expr / (X0 / sympy.Symbol("x1") ** 2)).is_number
+
+
+def test_an_exponent_the_data_tell_apart_is_kept():
+    """Noise-free, 2.001 is what the data say; with noise, 2.01 costs more loss than the
+    BIC allows a parameter (the prediction moves by up to 1.6%, the noise is 1%)."""
+    X, y = _inverse_square_data(0.0)
+    y = 0.07961 * X[:, 0] / X[:, 1] ** 2.001
+    entry = _loss_entry(_inverse_power(0.07961, 2.001), X, y, POW)
+    [kept] = snap_entries([entry], X, y, None, POW)
+    assert kept is entry
+    X, y = _inverse_square_data(0.01)
+    y = y * X[:, 1] ** -0.01
+    entry = _loss_entry(_inverse_power(0.0796, 2.01), X, y, POW)
+    [kept] = snap_entries([entry], X, y, None, POW)
+    assert kept is entry
+
+
+@pytest.mark.parametrize("value, expected", [(2.001, 2.0), (-0.4985, -0.5), (0.3340, 1 / 3),
+                                             (1.2488, 1.25), (9.95, 10.0)])
+def test_fractions_near_a_fitted_value(value, expected):
+    assert _fractions(value)[0] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("value", [2.05, 0.0, 0.07961, 12.0, math.inf, math.nan])
+def test_no_fraction_far_from_a_fitted_value(value):
+    assert _fractions(value) == []

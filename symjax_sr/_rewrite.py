@@ -1,0 +1,120 @@
+"""Hall-of-fame expressions rewritten by SymPy under the signs the training data show.
+
+A search on data where `r > 0` can reach `sqrt(r^-2)` before `1/r`: equal on the data,
+but not an identity of the reals, so the longer form is what the user reads (and what a
+symbolic comparison with `1/r` rejects). After a search, each hall-of-fame expression
+goes through SymPy with the features whose training values are all positive declared
+positive (the others real). SymPy's automatic evaluation then rewrites `sqrt(r**-2)` to
+`1/r`, `sqrt(x*x)` to `x`, `log(exp(x))` to `x`, and `cos(x - pi/2)` (a constant snapped
+by `_snap.py`) to `sin(x)`. A rewrite that has a lower complexity, satisfies the search's
+constraints and keeps the training loss (within `_snap.LOSS_RTOL`, or `_snap.LOSS_ATOL`
+times the constant model's) takes the hall-of-fame slot of its complexity when it beats
+the entry there; the entry it came from stays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import sympy
+
+from ._constraints import satisfies, tree_complexity
+from ._mutate import Nodes
+from ._operators import CONST
+from ._options import SearchOptions
+from ._snap import LOSS_RTOL, host_loss, loss_atol
+from ._sympy import sympy_to_tree, tree_to_sympy
+from ._tree import Tree
+
+__all__ = ["rewrite_entries"]
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _check(nodes: Nodes, opts: SearchOptions):
+    return tree_complexity(nodes, opts), satisfies(nodes, opts, opts.maxsize, True)
+
+
+def _assumed(expr: sympy.Expr, positive: np.ndarray) -> sympy.Expr:
+    """`expr` with feature `xi` positive where `positive[i]`, real otherwise."""
+    subs = {}
+    for s in expr.free_symbols:
+        i = int(s.name[1:])
+        subs[s] = sympy.Symbol(s.name, positive=True) if positive[i] else sympy.Symbol(s.name, real=True)
+    return expr.subs(subs)
+
+
+def _rewritten(tree: Tree, opts: SearchOptions, positive: np.ndarray, names: tuple[str, ...]):
+    """The tree SymPy makes of `tree` under the data's signs, or None when it is no
+    different or not expressible in the operator set."""
+    expr = tree_to_sympy(tree, opts.operators, names)
+    if expr.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
+        return None
+    try:
+        new = sympy_to_tree(_assumed(expr, positive), opts.operators, names, dtype=tree.value.dtype)
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return None  # e.g. `Abs` without an `abs` operator
+    same = new.size == tree.size and np.array_equal(new.op, tree.op) and \
+        np.array_equal(new.arg, tree.arg)
+    return None if same else new
+
+
+def _complexity_ok(tree: Tree, opts: SearchOptions) -> tuple[int, bool]:
+    L = opts.length
+    if tree.size > L:
+        return 0, False
+    pad = L - tree.size
+    val = np.where(tree.op == CONST, tree.value, 0.0)
+    nodes = Nodes(jnp.asarray(np.pad(tree.op, (0, pad)), jnp.int32),
+                  jnp.asarray(np.pad(tree.arg, (0, pad)), jnp.int32),
+                  jnp.asarray(np.pad(val, (0, pad)), jnp.float32), jnp.int32(tree.size))
+    c, ok = _check(nodes, opts)
+    return int(c), bool(ok)
+
+
+def rewrite_entries(entries: list, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None,
+                    opts: SearchOptions) -> list:
+    """Hall-of-fame entries (simplest first, one per complexity) with the simpler forms
+    SymPy finds under the signs of the training data `X` (its columns are the features)
+    added where they beat the entry at their complexity (see the module docstring); the
+    Pareto flags are recomputed when anything changed."""
+    elementwise_loss = opts.elementwise_loss
+    n_features = X.shape[1]
+    X = np.asarray(X, np.float64)
+    y = np.asarray(y, np.float64)
+    w = None if weights is None else np.asarray(weights, np.float64)
+    positive = np.zeros(opts.n_features, bool)
+    positive[:n_features] = np.all(X[:, :n_features] > 0, axis=0)
+    names = tuple(f"x{i}" for i in range(opts.n_features))
+    atol = loss_atol(X, y, w, opts.operators, elementwise_loss)
+    slots = {e.complexity: e for e in entries}
+    changed = False
+    for e in entries:
+        if not isinstance(e.tree, Tree) or e.params is not None:
+            continue
+        new = _rewritten(e.tree, opts, positive, names)
+        if new is None:
+            continue
+        c, ok = _complexity_ok(new, opts)
+        if not ok or c >= e.complexity:
+            continue
+        before = host_loss(e.tree, X, y, w, opts.operators, elementwise_loss)
+        after = host_loss(new, X, y, w, opts.operators, elementwise_loss)
+        if not math.isfinite(after) or after > before * (1 + LOSS_RTOL) + atol:
+            continue
+        there = slots.get(c)
+        if there is not None and there.loss <= after:
+            continue
+        slots[c] = dataclasses.replace(e, complexity=c, loss=after, tree=new)
+        changed = True
+    if not changed:
+        return entries
+    out, best = [], math.inf
+    for c in sorted(slots):
+        out.append(dataclasses.replace(slots[c], pareto=bool(slots[c].loss < best)))
+        best = min(best, slots[c].loss)
+    return out

@@ -1,0 +1,92 @@
+"""Hall-of-fame rewrites under the signs of the training data (`_rewrite.py`)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import sympy
+
+from symjax_sr import make_operator_set, parse_expression
+from symjax_sr._numpy_eval import evaluate_tree_numpy
+from symjax_sr._options import SearchOptions
+from symjax_sr._rewrite import rewrite_entries
+from symjax_sr._run import HofEntry
+from symjax_sr._sympy import tree_to_sympy
+
+OPS = make_operator_set(["+", "-", "*", "/", "^"], ["sqrt", "exp", "log"])
+X0, X1, X2 = sympy.symbols("x0 x1 x2")
+
+
+def _entries(strings, X, y):
+    """Hall-of-fame entries (simplest first) of expressions in the string syntax."""
+    out, best = [], np.inf
+    for s in strings:
+        tree = parse_expression(s, OPS)
+        pred, _, _ = evaluate_tree_numpy(tree, X, OPS)
+        loss = float(np.mean((pred - y) ** 2))
+        out.append(HofEntry(tree.size, loss, tree, bool(loss < best)))
+        best = min(best, loss)
+    return out
+
+
+def _data(low, n=200, f=2, seed=0):
+    X = np.random.default_rng(seed).uniform(low, low + 4, (n, f))
+    return X, X[:, 1] / X[:, 0] ** 2
+
+
+def test_a_square_root_of_an_inverse_square_becomes_a_division_on_positive_data():
+    """sqrt(x0^-2) is 1/x0 where x0 > 0: the rewrite enters the hall of fame at its
+    lower complexity, the entry it came from stays (now off the front)."""
+    X, y = _data(1.0)
+    opts = SearchOptions(OPS, 2, maxsize=20)
+    entries = _entries(["x1", "(x1 * sqrt(x0 ^ -2.0)) / x0"], X, y)
+    out = rewrite_entries(entries, X, y, None, opts)
+    assert [e.complexity for e in out] == [1, 5, 8]
+    new = out[1]
+    assert sympy.simplify(tree_to_sympy(new.tree, OPS) - X1 / X0**2) == 0
+    assert new.loss < 1e-20 and new.pareto
+    assert out[2].tree is entries[1].tree and not out[2].pareto
+    assert out[0].tree is entries[0].tree and out[0].loss == entries[0].loss
+
+
+def test_no_rewrite_where_a_feature_takes_negative_values():
+    """sqrt(x0^-2) is 1/|x0| on the reals: with x0 in [-2, 2] there is no simpler form
+    in these operators, and the hall of fame comes back as it was."""
+    X, _ = _data(-2.0)
+    y = X[:, 1] / np.abs(X[:, 0])
+    opts = SearchOptions(OPS, 2, maxsize=20)
+    entries = _entries(["x1 * sqrt(x0 ^ -2.0)"], X, y)
+    assert rewrite_entries(entries, X, y, None, opts) is entries
+
+
+def test_a_rewrite_that_breaks_a_constraint_is_not_taken():
+    """exp(cos(x0 - pi/2)) (a snapped phase) is exp(sin(x0)); with a nested constraint
+    that keeps sin out of exp the rewrite is not a member the search could hold."""
+    ops = make_operator_set(["-"], ["exp", "sin", "cos"])
+    X = np.random.default_rng(1).uniform(-3, 3, (100, 1))
+    y = np.exp(np.sin(X[:, 0]))
+    tree = parse_expression("exp(cos(x0 - 1.5707963267948966))", ops)
+    tree = dataclasses.replace(tree, value=tree.value.astype(np.float32))
+    pred, _, _ = evaluate_tree_numpy(tree, X, ops)
+    entries = [HofEntry(5, float(np.mean((pred - y) ** 2)), tree, True)]
+    [new, old] = rewrite_entries(entries, X, y, None, SearchOptions(ops, 1, maxsize=20))
+    assert new.complexity == 3 and old.tree is entries[0].tree and not old.pareto
+    assert tree_to_sympy(new.tree, ops) == sympy.exp(sympy.sin(X0))
+    bounded = SearchOptions(ops, 1, maxsize=20,
+                            nested_constraints=((ops.opcode("exp"), ops.opcode("sin"), 0),))
+    assert rewrite_entries(entries, X, y, None, bounded) is entries
+
+
+def test_a_rewrite_does_not_displace_a_better_entry():
+    """The slot of the rewrite's complexity (5: x1 * x0^-2) holds a lower loss already:
+    the hall of fame comes back as it was."""
+    X, _ = _data(1.0)
+    y = 0.5 * X[:, 0] + X[:, 1] + 0.01 * X[:, 1] / X[:, 0] ** 2
+    opts = SearchOptions(OPS, 2, maxsize=20)
+    entries = _entries(["(x0 * 0.5) + x1", "(x1 * sqrt(x0 ^ -2.0)) / x0"], X, y)
+    assert entries[0].complexity == 5 and entries[0].loss < entries[1].loss
+    assert rewrite_entries(entries, X, y, None, opts) is entries
+    # with that slot empty, the rewrite takes it
+    out = rewrite_entries(entries[1:], X, y, None, opts)
+    assert [e.complexity for e in out] == [5, 8]
