@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 
+from ._devices import device_list
 from ._equations import (
     atomic_write,
     equation_string,
@@ -377,6 +378,9 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         `equations_list_`, `fit_info_` and the checkpoint."""
         with ctx:
             jdtype = jnp.float64 if dtype == np.float64 else jnp.float32
+            # `procs` host devices exist only if made before JAX starts, which choosing the
+            # evaluator does
+            devices = device_list(devices_of(self.get_params()))
             evaluator = self._choose_evaluator(opts, X, Y[:, 0], jdtype)
             for j in range(self.nout_):
                 bar = self._progress_bar(j)
@@ -387,7 +391,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
                     evaluator=evaluator, callback=self._callback(j, bar, logger), state=states[j],
                     dtype=jdtype, seeds=seeds[j],
                     units=None if units is None else (units[0][mask], units[1][j]),
-                    category=codes, devices=devices_of(self.get_params()),
+                    category=codes, devices=devices,
                 )
                 if bar is not None:
                     bar.close()

@@ -204,3 +204,27 @@ def test_bench_eval_splits_the_population_over_two_devices():
     bad = _python(["-m", "symjax_sr.bench", "eval", "--devices", "2", "--populations", "63",
                    "--rows", "32"], {})
     assert bad.returncode != 0 and "multiples of 2" in bad.stderr
+
+
+_PROCS_SEARCH = """
+import numpy as np
+from symjax_sr import PySRRegressor
+rng = np.random.default_rng(0)
+X = rng.uniform(1, 5, (200, 3))
+y = 1 / (1 / X[:, 0] + X[:, 1] / X[:, 2])
+m = PySRRegressor(binary_operators=["+", "-", "*", "/"], unary_operators=["exp"], procs=2,
+                  populations=24, maxsize=20, niterations=2, ncycles_per_iteration=20,
+                  random_state=0, verbosity=0, progress=False, temp_equation_file=True)
+m.fit(X, y)
+print("RESULT", m.fit_info_[0]["iterations"])
+"""
+
+
+def test_procs_makes_its_host_devices_and_twelve_islands_per_device_finish():
+    """`procs=2` on CPU (no JAX_NUM_CPU_DEVICES): the regressor makes the two host
+    devices before anything starts JAX (choosing the evaluator did). With 12 islands per
+    device the constant fitting's batched LAPACK Cholesky ran on every pool thread at
+    once and the search hung (jaxlib 0.10); it runs in chunks now."""
+    proc = _python(_PROCS_SEARCH, {}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "RESULT 2" in proc.stdout

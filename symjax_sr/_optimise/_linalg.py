@@ -21,6 +21,8 @@ __all__ = ["spd_solve", "tangent_widths", "width_branch"]
 
 #: Largest width solved by the unrolled Cholesky (its op count grows as K³).
 _UNROLLED_MAX = 8
+#: Matrices per LAPACK call (`_lapack_solve`).
+_LAPACK_CHUNK = 16
 
 
 def tangent_widths(narrow: tuple[int, ...], K: int) -> tuple[int, ...]:
@@ -37,6 +39,24 @@ def width_branch(free: Bool[Array, "lanes nconst"], widths: tuple[int, ...]) -> 
     return jnp.searchsorted(jnp.asarray(widths), kmax)
 
 
+def _lapack_solve(A: Float[Array, "*batch k k"], b: Float[Array, "*batch k"]) -> Float[Array, "*batch k"]:
+    """XLA's (LAPACK's) Cholesky solve, `_LAPACK_CHUNK` matrices per call. jaxlib 0.10's
+    CPU LAPACK kernels hand a larger batch to the intra-op thread pool and block until
+    it is done; when every pool thread runs such a kernel at once (one per device in a
+    sharded search with 12 islands per device on 2 cores) none is left to do the work,
+    and the search hangs. Each matrix is factored on its own, so the chunking does not
+    change a result."""
+    K = A.shape[-1]
+    batch = A.shape[:-2]
+    A2, b2 = A.reshape((-1, K, K)), b.reshape((-1, K))
+
+    def solve(ab):
+        factor = jax.scipy.linalg.cho_factor(ab[0])
+        return jax.scipy.linalg.cho_solve(factor, ab[1][..., None])[..., 0]
+
+    return jax.lax.map(solve, (A2, b2), batch_size=_LAPACK_CHUNK).reshape(batch + (K,))
+
+
 def spd_solve(
     A: Float[Array, "*batch k k"], b: Float[Array, "*batch k"], unrolled: bool = True
 ) -> Float[Array, "*batch k"]:
@@ -45,8 +65,7 @@ def spd_solve(
     non-finite solution (the caller rejects that step)."""
     K = A.shape[-1]
     if not unrolled or K > _UNROLLED_MAX:
-        factor = jax.scipy.linalg.cho_factor(A)
-        return jax.scipy.linalg.cho_solve(factor, b[..., None])[..., 0]
+        return _lapack_solve(A, b)
     cols = []  # column j of the factor L, as [..., K] (zero above the diagonal)
     rows = jnp.arange(K)
     for j in range(K):
