@@ -5,13 +5,14 @@ The search fits constants in floating point, so a phase that is pi/2 comes out a
 `exp(x/2)`; on noisy data an exponent that is 2 comes out as 2.001. After a search, every
 hall-of-fame constant within `CLOSE` (relative) of `k*pi/q` (q in 1, 2, 3, 4, 6;
 |k| <= 24) or of `+-exp(k/q)` (q in 1..4; |k/q| <= 4), or within `FRACTION_CLOSE` of `k/q`
-(q in 1..4; |k/q| <= 10), is set to that value when the data do not ask for the fitted one:
+(q in 1..4; |k/q| <= 10), or else at 0 (a shift or term the data do not need: `q2 - 0.0037`
+on noisy data), is set to that value when the data do not ask for the fitted one:
 
 - under the squared error, when the Bayesian information criterion does not grow: a
   snapped constant is one free parameter less, worth a loss `n^(1/n)` times larger on
-  `n` rows (a factor of 1.014 on 500 rows). Noise-free fits reach a loss at rounding
-  level, which only a value equal to working precision keeps: within `LOSS_ATOL` times
-  the loss of the best constant;
+  `n` rows (a factor of 1.014 on 500 rows), plus `LOSS_ATOL` times the loss of the best
+  constant (rounding at the data's scale: on noise-free data the fit's loss is at rounding
+  level, and any real change of a constant multiplies it);
 - under any other loss, when the loss stays within `LOSS_RTOL` (relative) or the same
   `LOSS_ATOL`.
 
@@ -107,11 +108,13 @@ def loss_atol(X, y, w, operators: OperatorSet, elementwise_loss: Callable | None
 
 
 def _snap_values(v: float) -> list[float]:
-    """What a fitted `v` may snap to, nearest first: closed forms, then fractions (none
-    when `v` is one already, to float32 precision)."""
+    """What a fitted `v` may snap to, nearest first: closed forms, then fractions, then 0
+    (a term the data do not need); none when `v` is one already, to float32 precision."""
     closed = [c for c, _ in _candidates(v)]
     out = closed + [c for c in _fractions(v) if c not in closed]
-    return [] if any(np.float32(c) == np.float32(v) for c in out) else out
+    if any(np.float32(c) == np.float32(v) for c in out) or not math.isfinite(v) or v == 0.0:
+        return []
+    return out + [0.0]
 
 
 def snap_entries(entries: list, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None,

@@ -164,3 +164,24 @@ def test_fractions_near_a_fitted_value(value, expected):
 @pytest.mark.parametrize("value", [2.05, 0.0, 0.07961, 12.0, math.inf, math.nan])
 def test_no_fraction_far_from_a_fitted_value(value):
     assert _fractions(value) == []
+
+
+def test_a_shift_the_noisy_data_do_not_need_snaps_to_zero():
+    """coef * (x0 - 0.0037) / x1^2 on data with 1% noise: the shift is below what the
+    data resolve, so it becomes 0 (and the printed formula has no shift); without noise
+    it is kept."""
+    ops = make_operator_set(["-", "*", "/", "^"], [])
+    sub, mul, div, pw = (ops.opcode(o) for o in ("-", "*", "/", "^"))
+    tree = Tree(np.array([CONST, VAR, CONST, sub, mul, VAR, CONST, pw, div], np.int32),
+                np.array([0, 0, 0, 0, 0, 1, 0, 0, 0], np.int32),
+                np.array([0.0796, 0, 0.0037, 0, 0, 0, 2.0, 0, 0], np.float32))
+    X, y = _inverse_square_data(0.01)
+    [snapped] = snap_entries([_loss_entry(tree, X, y, ops)], X, y, None, ops)
+    assert snapped.tree.value[2] == 0.0 and snapped.tree.value[0] == np.float32(0.0796)
+    assert tree_to_sympy(snapped.tree, ops).free_symbols == {X0, sympy.Symbol("x1")}
+    assert sympy.simplify(tree_to_sympy(snapped.tree, ops) / (X0 / sympy.Symbol("x1") ** 2)).is_number
+    X, y = _inverse_square_data(0.0)
+    y = 0.0796 * (X[:, 0] - 0.0037) / X[:, 1] ** 2
+    entry = _loss_entry(tree, X, y, ops)
+    [kept] = snap_entries([entry], X, y, None, ops)
+    assert kept is entry
