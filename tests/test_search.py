@@ -28,7 +28,7 @@ from symjax_sr import (
 from symjax_sr._numpy_eval import evaluate_tree_numpy
 from symjax_sr._operators import PAD, VAR
 from symjax_sr._options import SearchOptions
-from symjax_sr._run import _ITERATION, hall_of_fame_entries, run_search
+from symjax_sr._run import _ITERATION, _finish, hall_of_fame_entries, run_search
 from symjax_sr._selection import compute_scores, select_index
 from symjax_sr.bench._problems import symbolically_equivalent
 
@@ -287,7 +287,8 @@ def test_randomize_events_make_valid_members():
 
 def test_hall_of_fame_matches_reference(long_run):
     entries = long_run.hall_of_fame
-    assert entries == hall_of_fame_entries(long_run.state)
+    # the state's hall of fame with constants snapped and simpler forms added (`_finish`)
+    assert entries == _finish(hall_of_fame_entries(long_run.state), OPTS, X, Y, None, None)
     best_simpler = math.inf
     for e in entries:
         e.tree.validate(OPS, 2)
