@@ -87,6 +87,7 @@ def closed_form(v: float) -> sympy.Expr | None:
 
 
 def host_loss(tree: Tree, X, y, weights, operators: OperatorSet, elementwise_loss: Callable | None):
+    """The training loss of `tree` in float64 NumPy (inf where it is not finite on a row)."""
     pred, ok, _ = evaluate_tree_numpy(tree, X, operators)
     if not ok.all():
         return math.inf
@@ -110,17 +111,19 @@ def loss_atol(X, y, w, operators: OperatorSet, elementwise_loss: Callable | None
 def _snap_values(v: float) -> list[float]:
     """What a fitted `v` may snap to, nearest first: closed forms, then fractions, then 0
     (a term the data do not need); none when `v` is one already, to float32 precision."""
+    if not math.isfinite(v) or v == 0.0:
+        return []
     closed = [c for c, _ in _candidates(v)]
     out = closed + [c for c in _fractions(v) if c not in closed]
-    if any(np.float32(c) == np.float32(v) for c in out) or not math.isfinite(v) or v == 0.0:
+    if any(np.float32(c) == np.float32(v) for c in out):
         return []
     return out + [0.0]
 
 
 def snap_entries(entries: list, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None,
                  operators: OperatorSet, elementwise_loss: Callable | None = None) -> list:
-    """Hall-of-fame entries (simplest first) with their constants snapped to closed forms
-    and fractions, each kept only where the data allow it (see the module docstring); a
+    """Hall-of-fame entries (simplest first) with their constants snapped to closed forms,
+    fractions or 0, each kept only where the data allow it (see the module docstring); a
     changed entry carries its new loss (float64, on these rows) and the Pareto flags are
     recomputed."""
     X = np.asarray(X, np.float64)
