@@ -19,17 +19,15 @@ import functools
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import sympy
 
 from ._constraints import satisfies, tree_complexity
-from ._mutate import Nodes
-from ._operators import CONST
+from ._mutate import Nodes, to_nodes
 from ._options import SearchOptions
-from ._snap import LOSS_RTOL, host_loss, loss_atol
+from ._snap import LOSS_RTOL, host_loss, loss_atol, with_pareto
 from ._sympy import sympy_to_tree, tree_to_sympy
-from ._tree import Tree
+from ._tree import Tree, stack_trees
 
 __all__ = ["rewrite_entries"]
 
@@ -64,15 +62,13 @@ def _rewritten(tree: Tree, opts: SearchOptions, positive: np.ndarray, names: tup
 
 
 def _complexity_ok(tree: Tree, opts: SearchOptions) -> tuple[int, bool]:
-    L = opts.length
-    if tree.size > L:
+    """The tree's complexity and whether the search could hold it (size, constant table,
+    `satisfies`)."""
+    try:
+        pop = stack_trees([tree], opts.length, opts.const_slots)
+    except ValueError:  # more nodes or constants than a member holds
         return 0, False
-    pad = L - tree.size
-    val = np.where(tree.op == CONST, tree.value, 0.0)
-    nodes = Nodes(jnp.asarray(np.pad(tree.op, (0, pad)), jnp.int32),
-                  jnp.asarray(np.pad(tree.arg, (0, pad)), jnp.int32),
-                  jnp.asarray(np.pad(val, (0, pad)), jnp.float32), jnp.int32(tree.size))
-    c, ok = _check(nodes, opts)
+    c, ok = _check(to_nodes(pop.op[0], pop.arg[0], pop.const[0]), opts)
     return int(c), bool(ok)
 
 
@@ -111,10 +107,4 @@ def rewrite_entries(entries: list, X: np.ndarray, y: np.ndarray, weights: np.nda
             continue
         slots[c] = dataclasses.replace(e, complexity=c, loss=after, tree=new)
         changed = True
-    if not changed:
-        return entries
-    out, best = [], math.inf
-    for c in sorted(slots):
-        out.append(dataclasses.replace(slots[c], pareto=bool(slots[c].loss < best)))
-        best = min(best, slots[c].loss)
-    return out
+    return with_pareto([slots[c] for c in sorted(slots)]) if changed else entries

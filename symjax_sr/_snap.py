@@ -34,7 +34,7 @@ from ._operators import CONST, OperatorSet
 from ._tree import Tree
 
 __all__ = ["CLOSE", "FRACTION_CLOSE", "LOSS_ATOL", "LOSS_RTOL", "closed_form", "host_loss",
-           "loss_atol", "snap_entries"]
+           "loss_atol", "snap_entries", "with_pareto"]
 
 CLOSE = 1e-4
 FRACTION_CLOSE = 1e-2
@@ -164,8 +164,15 @@ def snap_entries(entries: list, X: np.ndarray, y: np.ndarray, weights: np.ndarra
                    if changed else e)
     if all(a is b for a, b in zip(out, entries, strict=True)):
         return out
-    best = math.inf
-    for k, e in enumerate(out):
-        out[k] = dataclasses.replace(e, pareto=bool(e.loss < best))
+    return with_pareto(out)
+
+
+def with_pareto(entries: list) -> list:
+    """Host hall-of-fame entries (simplest first) with their Pareto flags recomputed after
+    their losses changed: `_hall_of_fame.pareto_mask`'s rule, strictly better than every
+    simpler entry."""
+    out, best = [], math.inf
+    for e in entries:
+        out.append(dataclasses.replace(e, pareto=bool(e.loss < best)))
         best = min(best, e.loss)
     return out
