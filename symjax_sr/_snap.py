@@ -10,7 +10,7 @@ on noisy data), is set to that value when the data do not ask for the fitted one
 
 - under the squared error, when the Bayesian information criterion does not grow: a
   snapped constant is one free parameter less, worth a loss `n^(1/n)` times larger on
-  `n` rows (a factor of 1.014 on 500 rows), plus `LOSS_ATOL` times the loss of the best
+  `n` rows (a factor of 1.012 on 500 rows), plus `LOSS_ATOL` times the loss of the best
   constant (rounding at the data's scale: on noise-free data the fit's loss is at rounding
   level, and any real change of a constant multiplies it);
 - under any other loss, when the loss stays within `LOSS_RTOL` (relative) or the same

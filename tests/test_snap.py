@@ -129,8 +129,8 @@ def _inverse_square_data(noise: float, n: int = 1000, seed: int = 1):
 
 
 def test_an_exponent_fitted_under_noise_snaps_to_its_integer():
-    """An exponent of 2.001 on data with 1% noise: the loss it saves over 2 is far below
-    what the BIC asks of a free parameter, so it becomes 2; the coefficient (no fraction
+    """An exponent of 2.001 on data with 1% noise: the loss it saves over 2 (0.2%) is below
+    what the BIC asks of a free parameter (0.7% on 1000 rows), so it becomes 2; the coefficient (no fraction
     within 1%) stays."""
     X, y = _inverse_square_data(0.01)
     [snapped] = snap_entries([_loss_entry(_inverse_power(0.07961, 2.001), X, y, POW)], X, y, None, POW)
