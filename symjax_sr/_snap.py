@@ -16,6 +16,11 @@ on noisy data), is set to that value when the data do not ask for the fitted one
 - under any other loss, when the loss stays within `LOSS_RTOL` (relative) or the same
   `LOSS_ATOL`.
 
+Under the squared error, a snap that fails on its own is tried once more with the
+expression's other free constants refitted to it (`_refit`: Levenberg-Marquardt in
+float64): dropping the shift of `c*(q2 - 0.0037)` moves the best `c`, and the BIC
+compares the simpler model at its own best fit, not at the richer model's constants.
+
 `tree_to_sympy` writes a pi or e value as the closed form (`pi/2`), which SymPy
 simplifies (`cos(x - pi/2)` is `sin(x)`); fractions print as what they are.
 """
@@ -46,6 +51,8 @@ _E_DENOMINATORS = (1, 2, 3, 4)
 _MAX_E_POWER = 4
 _FRACTION_DENOMINATORS = (1, 2, 3, 4)
 _MAX_FRACTION = 10
+_REFIT_STEPS = 12
+_REFIT_MAX_CONSTANTS = 8
 
 
 def _fractions(v: float) -> list[float]:
@@ -99,6 +106,61 @@ def host_loss(tree: Tree, X, y, weights, operators: OperatorSet, elementwise_los
     return value if math.isfinite(value) else math.inf
 
 
+def _refit(tree: Tree, free: list[int], X, y, w, operators: OperatorSet, loss: float):
+    """`tree` with the constants at positions `free` refitted by Levenberg-Marquardt on
+    the squared error (float64, forward-difference Jacobian), and its loss; `tree` and
+    `loss` unchanged where no step lowers the loss."""
+    sw = np.ones_like(y) if w is None else np.sqrt(w / np.sum(w) * len(y))
+
+    def residual(value):
+        pred, ok, _ = evaluate_tree_numpy(Tree(tree.op, tree.arg, value), X, operators)
+        return sw * (pred - y) if ok.all() else None
+
+    value = tree.value.astype(np.float64)
+    r = residual(value)
+    if r is None or not free:
+        return tree, loss
+    def jacobian(value, r):
+        cols = []
+        for j in free:
+            h = 1e-7 * max(1.0, abs(value[j]))
+            rj = residual(value + h * (np.arange(len(value)) == j))
+            if rj is None:
+                return None
+            cols.append((rj - r) / h)
+        return np.stack(cols, axis=1)
+
+    damping = 1e-3
+    for _ in range(_REFIT_STEPS):
+        J = jacobian(value, r)
+        if J is None:
+            break
+        JtJ, g = J.T @ J, J.T @ r
+        improved = False
+        while damping < 1e8:
+            A = JtJ + damping * np.diag(np.maximum(np.diag(JtJ), 1e-12))
+            try:
+                step = np.linalg.solve(A, -g)
+            except np.linalg.LinAlgError:
+                damping *= 10.0
+                continue
+            trial = value.copy()
+            trial[free] += step
+            rt = residual(trial)
+            trial_loss = math.inf if rt is None else float(np.mean(rt**2))
+            if trial_loss < loss:
+                improved = loss - trial_loss > 1e-12 * loss
+                value, r, loss = trial, rt, trial_loss
+                damping = max(damping / 10.0, 1e-9)
+                break
+            damping *= 10.0
+        if not improved:
+            break
+    # back to the tree's precision, with the loss of what is kept
+    out = Tree(tree.op, tree.arg, value.astype(tree.value.dtype))
+    return out, host_loss(out, X, y, w, operators, None)
+
+
 def loss_atol(X, y, w, operators: OperatorSet, elementwise_loss: Callable | None) -> float:
     """`LOSS_ATOL` times the loss of the best constant (the mean): a loss change below it
     is rounding, whatever the scale of `y`."""
@@ -150,14 +212,22 @@ def snap_entries(entries: list, X: np.ndarray, y: np.ndarray, weights: np.ndarra
             out.append(e)
             continue
         value, after, snapped = tree.value.copy(), before, 0
-        for i, cands in slots:
+        fixed = {i for i in range(len(value)) if tree.op[i] == CONST} - {i for i, _ in slots}
+        refit = elementwise_loss is None and len(slots) <= _REFIT_MAX_CONSTANTS
+        for i, _ in slots:
             allowed = before * math.exp((snapped + 1) * per_constant) + atol
-            for c in cands:
+            # a refit may have moved this constant since the candidates were listed
+            for c in _snap_values(float(value[i])):
                 trial = value.copy()
                 trial[i] = c
-                loss = host_loss(Tree(tree.op, tree.arg, trial), X, y, w, operators, elementwise_loss)
+                t = Tree(tree.op, tree.arg, trial)
+                loss = host_loss(t, X, y, w, operators, elementwise_loss)
+                free = [j for j, _ in slots if j != i and j not in fixed]
+                if loss > allowed and refit and free and math.isfinite(loss):
+                    t, loss = _refit(t, free, X, y, w, operators, loss)
                 if loss <= allowed:
-                    value, after, snapped = trial, loss, snapped + 1
+                    value, after, snapped = t.value.copy(), loss, snapped + 1
+                    fixed.add(i)
                     break
         changed = snapped > 0
         out.append(dataclasses.replace(e, tree=Tree(tree.op, tree.arg, value), loss=after)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import sympy
 
-from symjax_sr import PySRRegressor, make_operator_set
+from symjax_sr import OperatorSet, PySRRegressor, make_operator_set
 from symjax_sr._numpy_eval import evaluate_tree_numpy
 from symjax_sr._operators import CONST, VAR
 from symjax_sr._run import HofEntry
@@ -182,6 +182,47 @@ def test_a_shift_the_noisy_data_do_not_need_snaps_to_zero():
     assert sympy.simplify(tree_to_sympy(snapped.tree, ops) / (X0 / sympy.Symbol("x1") ** 2)).is_number
     X, y = _inverse_square_data(0.0)
     y = 0.0796 * (X[:, 0] - 0.0037) / X[:, 1] ** 2
+    entry = _loss_entry(tree, X, y, ops)
+    [kept] = snap_entries([entry], X, y, None, ops)
+    assert kept is entry
+
+
+def _shifted_inverse_square(coef: float, shift: float) -> tuple[Tree, OperatorSet]:
+    """coef * (x0 - shift) / x1^2 in postfix."""
+    ops = make_operator_set(["-", "*", "/", "^"], [])
+    sub, mul, div, pw = (ops.opcode(o) for o in ("-", "*", "/", "^"))
+    tree = Tree(np.array([CONST, VAR, CONST, sub, mul, VAR, CONST, pw, div], np.int32),
+                np.array([0, 0, 0, 0, 0, 1, 0, 0, 0], np.int32),
+                np.array([coef, 0, shift, 0, 0, 0, 2.0, 0, 0], np.float32))
+    return tree, ops
+
+
+def test_a_shift_is_dropped_when_the_coefficient_refitted_without_it_is_as_good():
+    """The least-squares fit of coef * (x0 - shift) / x1^2 on 200 rows with 3% noise (the
+    truth has no shift): zeroing the shift alone costs more than the BIC allows (the
+    coefficient was fitted with it), zeroing it and refitting the coefficient does not. The
+    kept coefficient is the least-squares one of the model without the shift."""
+    X, y = _inverse_square_data(0.03, n=200, seed=3)
+    (a, b), *_ = np.linalg.lstsq(np.stack([X[:, 0], np.ones(len(y))], 1) / X[:, 1:2] ** 2, y,
+                                 rcond=None)
+    tree, ops = _shifted_inverse_square(a, -b / a)
+    entry = _loss_entry(tree, X, y, ops)
+    allowed = entry.loss * math.exp(math.log(len(y)) / len(y))
+    zeroed = tree.value.copy()
+    zeroed[2] = 0.0
+    assert _loss_entry(Tree(tree.op, tree.arg, zeroed), X, y, ops).loss > allowed
+    [snapped] = snap_entries([entry], X, y, None, ops)
+    assert snapped.tree.value[2] == 0.0 and snapped.tree.value[6] == 2.0
+    (best,), *_ = np.linalg.lstsq((X[:, 0] / X[:, 1] ** 2)[:, None], y, rcond=None)
+    assert snapped.tree.value[0] == pytest.approx(best, rel=1e-5)
+    assert snapped.loss <= allowed
+
+
+def test_a_refit_does_not_drop_a_shift_the_data_need():
+    """Without noise, a shift of 0.05 is what the data say: no coefficient makes up for it."""
+    X, _ = _inverse_square_data(0.0, n=200, seed=3)
+    y = 0.0796 * (X[:, 0] - 0.05) / X[:, 1] ** 2
+    tree, ops = _shifted_inverse_square(0.0796, 0.05)
     entry = _loss_entry(tree, X, y, ops)
     [kept] = snap_entries([entry], X, y, None, ops)
     assert kept is entry
