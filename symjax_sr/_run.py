@@ -30,7 +30,7 @@ from ._options import SearchOptions
 from ._parametric import ParametricEvaluator
 from ._rewrite import rewrite_entries
 from ._search import SearchData, SearchState, baseline_loss, init_state, iteration
-from ._snap import snap_entries
+from ._snap import snap_entries, with_pareto
 from ._stopping import stop_condition
 from ._template import TemplateEvaluator, TemplateMember
 from ._tree import Population, Tree
@@ -250,7 +250,21 @@ def _finish(entries: list[HofEntry], opts: SearchOptions, X, y, weights, units) 
             opts.loss_function_expression is not None or units is not None:
         return entries
     entries = snap_entries(entries, X, y, weights, opts.operators, opts.elementwise_loss)
-    return rewrite_entries(entries, X, y, weights, opts)
+    rewritten = rewrite_entries(entries, X, y, weights, opts)
+    # a rewrite's constants are new (SymPy folds several into one): they get their snapping
+    def key(e):
+        t = e.tree
+        return (t.op.tobytes(), t.arg.tobytes(), t.value.tobytes()) if isinstance(t, Tree) else id(e)
+
+    known = {key(e) for e in entries}
+    fresh = [i for i, e in enumerate(rewritten) if key(e) not in known]
+    if not fresh:
+        return rewritten
+    snapped = snap_entries([rewritten[i] for i in fresh], X, y, weights, opts.operators,
+                           opts.elementwise_loss)
+    for i, e in zip(fresh, snapped, strict=True):
+        rewritten[i] = e
+    return with_pareto(rewritten)
 
 
 def _early_stop(condition, entries: list[HofEntry]) -> bool:

@@ -90,3 +90,21 @@ def test_a_rewrite_does_not_displace_a_better_entry():
     # with that slot empty, the rewrite takes it
     out = rewrite_entries(entries[1:], X, y, None, opts)
     assert [e.complexity for e in out] == [5, 8]
+
+
+def test_a_constant_that_sympy_folds_is_snapped_after_the_rewrite():
+    """(0.7071*x0)*(2.8286*x1) on data 2*x0*x1 with 1% noise: neither constant is near a
+    closed form or fraction, so snapping keeps both; SymPy folds them into 2.00004
+    (complexity 5 from 7), and that new constant is snapped to 2 (`_run._finish`)."""
+    from symjax_sr._run import _finish
+
+    X = np.random.default_rng(1).uniform(1, 5, (500, 2))
+    y = 2 * X[:, 0] * X[:, 1]
+    y = y + 0.01 * np.sqrt(np.mean(y**2)) * np.random.default_rng(2).normal(size=len(y))
+    opts = SearchOptions(OPS, 2, maxsize=20)
+    entries = _entries(["x0", "(0.7071 * x0) * (2.8286 * x1)"], X, y)
+    out = _finish(entries, opts, X, y, None, None)
+    assert [e.complexity for e in out] == [1, 5, 7]
+    assert sympy.simplify(tree_to_sympy(out[1].tree, OPS) - 2 * X0 * X1) == 0
+    assert out[1].pareto and not out[2].pareto
+    assert np.array_equal(out[2].tree.value, entries[1].tree.value)  # kept as found
