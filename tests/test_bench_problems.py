@@ -97,6 +97,20 @@ def test_symbolic_equivalence(model, truth, expected):
     assert symbolically_equivalent(model, truth) is expected
 
 
+def test_symbolic_equivalence_on_the_problem_domain():
+    """Variables sampled from positive ranges are read as positive: sqrt(a)*sqrt(b)/sqrt(c)
+    is sqrt(a*b/c) and sqrt(x**2) is x there, not where a range reaches below 0."""
+    a, b, c = sympy.symbols("a b c")
+    model, truth = sympy.sqrt(a) * sympy.sqrt(b) / sympy.sqrt(c), sympy.sqrt(a * b / c)
+    assert not symbolically_equivalent(model, truth)
+    assert symbolically_equivalent(model, truth, domain={"a": (1, 5), "b": (1, 5), "c": (1, 5)})
+    assert not symbolically_equivalent(model, truth, domain={"a": (-1, 5), "b": (-1, 5), "c": (1, 5)})
+    assert symbolically_equivalent(sympy.sqrt(a**2), a, domain={"a": (0, 2)})
+    assert not symbolically_equivalent(sympy.sqrt(a**2), a, domain={"a": (-1, 2)})
+    problem = load_problems()["feynman-I.47.23"]
+    assert problem.domain() == {"gamma": (1.0, 5.0), "pr": (1.0, 5.0), "rho": (1.0, 5.0)}
+
+
 def test_round_constants():
     e = round_constants(sympy.Float(2.50004) * x + sympy.Float(3e-5))
     assert e == sympy.Float(2.5) * x

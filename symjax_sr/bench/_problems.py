@@ -10,9 +10,9 @@ API:
   ranges, `y` from the SymPy truth plus relative Gaussian noise, as SRBench adds it
   (standard deviation `noise * rms(y)`).
 - `Problem.truth() -> sympy.Expr` over plain symbols named like the variables.
-- `symbolically_equivalent(model, truth, digits=3, points=None, timeout=10.0) -> bool`:
-  SRBench's "symbolic solution": after rounding the model's constants, `truth - model`
-  or `model / truth` simplifies to a constant. `points` (`{symbol: values}`) skips
+- `symbolically_equivalent(model, truth, digits=3, points=None, timeout=10.0, domain=None)
+  -> bool`: SRBench's "symbolic solution": after rounding the model's constants, `truth -
+  model` or `model / truth` simplifies to a constant (on the problem's `domain` when given). `points` (`{symbol: values}`) skips
   SymPy when neither is numerically constant there; `timeout` bounds each `simplify`
   (main thread only; a timeout counts as not equivalent).
 """
@@ -81,6 +81,10 @@ class Problem:
 
     def symbols(self) -> tuple[sympy.Symbol, ...]:
         return tuple(sympy.Symbol(v) for v in self.variable_names)
+
+    def domain(self) -> dict[str, tuple[float, float]]:
+        """The sampling range of each variable, by name."""
+        return {v: (lo, hi) for v, lo, hi in self.variables}
 
     def truth(self) -> sympy.Expr:
         """The formula over plain symbols (so `gamma`, `I1`, `E` are variables, not SymPy's)."""
@@ -189,15 +193,24 @@ def _numerically_constant(expr: sympy.Expr, points) -> bool | None:
     return bool(np.max(np.abs(v - v[0])) <= 0.05 * max(1.0, float(np.max(np.abs(v)))))
 
 
+def _assumptions(name: str, domain) -> dict:
+    low = (domain or {}).get(name, (-np.inf, np.inf))[0]
+    return {"positive": True} if low > 0 else {"nonnegative": True} if low >= 0 else {"real": True}
+
+
 def symbolically_equivalent(model: sympy.Expr, truth: sympy.Expr, digits: int = 3,
-                            points=None, timeout: float | None = 10.0) -> bool:
+                            points=None, timeout: float | None = 10.0, domain=None) -> bool:
     """SRBench's symbolic-solution test (difference or ratio is a constant after rounding).
 
     The variables are read as real (every problem samples them from real ranges), so that
-    identities of reals such as `log(exp(x)) = x` count.
+    identities of reals such as `log(exp(x)) = x` count; with `domain` (`{name: (low,
+    high)}`, `Problem.domain()`), one sampled from a range with `low > 0` as positive
+    (`low >= 0`: nonnegative), so that identities on the problem's domain such as
+    `sqrt(a)*sqrt(b) = sqrt(a*b)` count too.
     """
     model, truth = sympy.sympify(model), sympy.sympify(truth)
-    real = {s: sympy.Symbol(s.name, real=True) for s in model.free_symbols | truth.free_symbols}
+    real = {s: sympy.Symbol(s.name, **_assumptions(s.name, domain))
+            for s in model.free_symbols | truth.free_symbols}
     model, truth = model.xreplace(real), truth.xreplace(real)
     if points is not None:
         points = {real.get(k, k): v for k, v in points.items()}

@@ -10,7 +10,9 @@ from `configs/bench/recovery.toml` (`--config FILE`); flags override them.
 Metrics, as SRBench defines them: `test_r2`, `test_nmse` (MSE / variance of y),
 `recovered_numeric` (test NMSE < 1e-10; R^2 > 0.999 for a noisy problem), `symbolic`
 (constants rounded to 4 significant digits, tiny ones zeroed: truth - model or
-model / truth simplifies to a constant), `size` (nodes of the rounded SymPy model).
+model / truth simplifies to a constant, variables sampled from positive ranges read as
+positive, so `sqrt(a)*sqrt(b)` is `sqrt(a*b)` on the problem's domain), `size` (nodes of
+the rounded SymPy model).
 Noiseless problems stop early once the training NMSE is below 1e-10, for the methods
 that can stop early (symjax_sr, gplearn); `time_to_solution_s` is the wall time of a
 numerically recovered row.
@@ -124,10 +126,11 @@ def model_size(expr: sympy.Expr) -> int:
     return sum(1 for _ in sympy.preorder_traversal(expr))
 
 
-def symbolic_match(model: sympy.Expr, truth: sympy.Expr, points) -> bool:
+def symbolic_match(model: sympy.Expr, truth: sympy.Expr, points, domain=None) -> bool:
     from ._problems import symbolically_equivalent
 
-    return symbolically_equivalent(round_significant(model), truth, digits=12, points=points)
+    return symbolically_equivalent(round_significant(model), truth, digits=12, points=points,
+                                   domain=domain)
 
 
 def scores(y: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
@@ -286,7 +289,8 @@ def run_one(method: str, problem, seed: int, cfg: dict) -> dict:
     points = dict(zip(problem.symbols(), X_test[:64].T, strict=True))
     row.update(
         status="ok", test_r2=r2, test_nmse=nmse, recovered_numeric=bool(numeric),
-        symbolic=bool(symbolic_match(expr, problem.truth(), points)), size=model_size(rounded),
+        symbolic=bool(symbolic_match(expr, problem.truth(), points, problem.domain())),
+        size=model_size(rounded),
         equation=str(rounded), wall_s=round(wall, 3),
         compile_s=None if extra.get("compile_s") is None else round(extra["compile_s"], 3),
         time_to_solution_s=round(wall, 3) if numeric else None, evals=extra.get("evals"), note="",

@@ -133,7 +133,8 @@ def run(problem_name: str, budget: float, seed: int, problems_file=None, devices
     truth = problem.truth()
     models = [tree_to_sympy(e.tree, ops, names) for e in front]
     points = dict(zip(problem.symbols(), X_test[:64].T, strict=True))
-    recovered = [symbolically_equivalent(m, truth, points=points) for m in models]
+    recovered = [symbolically_equivalent(m, truth, points=points, domain=problem.domain())
+                 for m in models]
     entry = front[best]
     pred, _, _ = evaluate_tree_numpy(entry.tree, X_test, ops)
     return {
