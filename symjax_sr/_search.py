@@ -538,7 +538,7 @@ def _crossovers(key, ma, mb, ca, cb, is_cx, curmaxsize, opts, n_features):
 
 
 def _cycle(carry, temperature, *, evaluator, data, opts, curmaxsize, ax: IslandAxis = ONE):
-    state, freq_local = carry
+    state, freq_local, *seen = carry  # `seen`: with batching, the best children per complexity
     I, P = state.loss.shape  # this device's islands
     Ig = I * ax.size
     E = opts.events_per_cycle
@@ -595,9 +595,15 @@ def _cycle(carry, temperature, *, evaluator, data, opts, curmaxsize, ax: IslandA
     ccost = _cost(closs, ccplx, data.baseline, opts)
     n_evals = ax.total(cvalid.sum()) * frac
     hof = state.hof
-    if not opts.batching:  # mini-batch losses are not comparable: the iteration end records those
-        g = ax.gather_tree((children, closs, ccplx, cvalid))
-        hof = hof_update(hof, jax.tree.map(_flat, g[0]), *(x.reshape(-1) for x in g[1:]))
+    g = ax.gather_tree((children, closs, ccplx, cvalid))
+    g = (jax.tree.map(_flat, g[0]),) + tuple(x.reshape(-1) for x in g[1:])
+    if opts.batching:
+        # mini-batch losses are not the hall of fame's: the best child of each complexity
+        # (on its batch) is kept aside, and the iteration end scores it on every row
+        # (PySR's `best_seen`); without it a child found mid-iteration is lost once it ages out
+        seen = [hof_update(seen[0], *g)]
+    else:
+        hof = hof_update(hof, *g)
 
     # acceptance of mutations (annealing and frequency ratio); crossovers always
     parent_cost = jnp.take_along_axis(state.cost, parent, axis=1)
@@ -658,7 +664,7 @@ def _cycle(carry, temperature, *, evaluator, data, opts, curmaxsize, ax: IslandA
         iteration=state.iteration,
         guesses=state.guesses,
     )
-    return (new_state, freq_local + counts), n_evals
+    return (new_state, freq_local + counts, *seen), n_evals
 
 
 # ------------------------------------------------------------------------- end of iteration
@@ -718,8 +724,19 @@ def iteration(
     freq_local = jnp.broadcast_to(state.freq, (I,) + state.freq.shape)
     body = lambda c, t: _cycle(c, t, evaluator=evaluator, data=data, opts=opts,  # noqa: E731
                                curmaxsize=curmaxsize, ax=ax)
-    (state, freq_local), cycle_evals = jax.lax.scan(body, (state, freq_local), temps)
+    h = state.hof
+    seen = [HallOfFame(jnp.zeros_like(h.op), jnp.zeros_like(h.arg), jnp.zeros_like(h.const),
+                       jnp.full_like(h.loss, jnp.inf), jnp.zeros_like(h.exists))] if opts.batching else []
+    (state, freq_local, *seen), cycle_evals = jax.lax.scan(body, (state, freq_local, *seen), temps)
     n_evals = cycle_evals.sum()
+    hof = state.hof
+    if seen:  # the batch winners, scored on every row for the hall of fame
+        best = seen[0]
+        best_loss = _evaluate_flat(evaluator, best.population, data, opts)
+        C = best.loss.shape[0]
+        hof = hof_update(hof, best.population, best_loss, jnp.arange(C, dtype=best_loss.dtype),
+                         best.exists)
+        n_evals = n_evals + best.exists.sum()
 
     key, k_opt, k_mask, k_mig, k_hof = jax.random.split(state.key, 5)
     pop = state.pop
@@ -763,7 +780,7 @@ def iteration(
     cost = _cost(loss, cplx, data.baseline, opts)
     g_pop, g_loss, g_cplx = ax.gather_tree(
         (jax.tree.map(_flat, pop), loss.reshape(-1), cplx.reshape(-1)))
-    hof = hof_update(state.hof, g_pop, g_loss, g_cplx, jnp.ones((Ig * P,), bool))
+    hof = hof_update(hof, g_pop, g_loss, g_cplx, jnp.ones((Ig * P,), bool))
 
     if opts.migration:
         top = jnp.argsort(jnp.where(jnp.isnan(cost), jnp.inf, cost), axis=1)[:, : opts.topn]

@@ -285,6 +285,28 @@ def test_randomize_events_make_valid_members():
                 assert loss[i, j] == pytest.approx(_mse(tree, X, Y), rel=1e-3, abs=1e-5)
 
 
+def test_batching_keeps_the_best_children_of_the_iteration_with_their_full_losses():
+    """With `batching`, cycles compare mini-batch losses, so the hall of fame is not
+    updated there; the best child of each complexity is kept aside and scored on every
+    row at the iteration's end. After one iteration the hall of fame holds children
+    larger than any initial member (size 7) that aged out of the population (the
+    population alone would not have them), and every loss is the full-data loss."""
+    opts = dataclasses.replace(OPTS, batching=True, batch_size=16, ncycles_per_iteration=60)
+    res = run_search(X, Y, opts, evaluator=EVALUATOR, niterations=1, random_state=0)
+    state = jax.device_get(res.state)
+    members = {(tuple(o), tuple(a), tuple(c)) for o, a, c in zip(
+        *(np.asarray(x).reshape(-1, x.shape[-1]) for x in (state.pop.op, state.pop.arg, state.pop.const)),
+        strict=True)}
+    aged_out = 0
+    for e in hall_of_fame_entries(res.state):
+        assert e.loss == pytest.approx(_mse(e.tree, X, Y), rel=1e-3, abs=1e-5)
+    h = state.hof
+    for c in np.flatnonzero(np.asarray(h.exists)):
+        key = (tuple(h.op[c]), tuple(h.arg[c]), tuple(h.const[c]))
+        aged_out += c > 7 and key not in members
+    assert aged_out > 0
+
+
 def test_hall_of_fame_matches_reference(long_run):
     entries = long_run.hall_of_fame
     # the state's hall of fame with constants snapped and simpler forms added (`_finish`)
