@@ -34,6 +34,7 @@ from collections.abc import Callable
 import numpy as np
 import sympy
 
+from ._evaluate import l2_loss
 from ._numpy_eval import evaluate_tree_numpy
 from ._operators import CONST, OperatorSet
 from ._tree import Tree
@@ -191,6 +192,8 @@ def snap_entries(entries: list, X: np.ndarray, y: np.ndarray, weights: np.ndarra
     X = np.asarray(X, np.float64)
     y = np.asarray(y, np.float64)
     w = None if weights is None else np.asarray(weights, np.float64)
+    if elementwise_loss is l2_loss:  # what the regressor passes for the default loss
+        elementwise_loss = None
     atol = loss_atol(X, y, w, operators, elementwise_loss)
     n = int(len(y) if w is None else np.count_nonzero(w > 0))
     # Loss factor one snapped constant may cost: the BIC's ln(n) per parameter against

@@ -10,6 +10,8 @@ import pytest
 import sympy
 
 from symjax_sr import OperatorSet, PySRRegressor, make_operator_set
+from symjax_sr._evaluate import l2_loss
+from symjax_sr._losses import parse_elementwise_loss
 from symjax_sr._numpy_eval import evaluate_tree_numpy
 from symjax_sr._operators import CONST, VAR
 from symjax_sr._run import HofEntry
@@ -130,8 +132,8 @@ def _inverse_square_data(noise: float, n: int = 1000, seed: int = 1):
 
 def test_an_exponent_fitted_under_noise_snaps_to_its_integer():
     """An exponent of 2.001 on data with 1% noise: the loss it saves over 2 (0.2%) is below
-    what the BIC asks of a free parameter (0.7% on 1000 rows), so it becomes 2; the coefficient (no fraction
-    within 1%) stays."""
+    what the BIC asks of a free parameter (0.7% on 1000 rows), so it becomes 2; the
+    coefficient (no fraction within 1%) stays."""
     X, y = _inverse_square_data(0.01)
     [snapped] = snap_entries([_loss_entry(_inverse_power(0.07961, 2.001), X, y, POW)], X, y, None, POW)
     assert snapped.tree.value[4] == 2.0
@@ -197,11 +199,14 @@ def _shifted_inverse_square(coef: float, shift: float) -> tuple[Tree, OperatorSe
     return tree, ops
 
 
-def test_a_shift_is_dropped_when_the_coefficient_refitted_without_it_is_as_good():
+@pytest.mark.parametrize("elementwise_loss", [None, l2_loss])
+def test_a_shift_is_dropped_when_the_coefficient_refitted_without_it_is_as_good(elementwise_loss):
     """The least-squares fit of coef * (x0 - shift) / x1^2 on 200 rows with 3% noise (the
     truth has no shift): zeroing the shift alone costs more than the BIC allows (the
     coefficient was fitted with it), zeroing it and refitting the coefficient does not. The
-    kept coefficient is the least-squares one of the model without the shift."""
+    kept coefficient is the least-squares one of the model without the shift. `l2_loss` is
+    the squared error as the regressor passes it (`parse_elementwise_loss(None)`)."""
+    assert parse_elementwise_loss(None) is l2_loss
     X, y = _inverse_square_data(0.03, n=200, seed=3)
     (a, b), *_ = np.linalg.lstsq(np.stack([X[:, 0], np.ones(len(y))], 1) / X[:, 1:2] ** 2, y,
                                  rcond=None)
@@ -211,7 +216,7 @@ def test_a_shift_is_dropped_when_the_coefficient_refitted_without_it_is_as_good(
     zeroed = tree.value.copy()
     zeroed[2] = 0.0
     assert _loss_entry(Tree(tree.op, tree.arg, zeroed), X, y, ops).loss > allowed
-    [snapped] = snap_entries([entry], X, y, None, ops)
+    [snapped] = snap_entries([entry], X, y, None, ops, elementwise_loss)
     assert snapped.tree.value[2] == 0.0 and snapped.tree.value[6] == 2.0
     (best,), *_ = np.linalg.lstsq((X[:, 0] / X[:, 1] ** 2)[:, None], y, rcond=None)
     assert snapped.tree.value[0] == pytest.approx(best, rel=1e-5)
