@@ -365,6 +365,8 @@ def run_search(
     # (it sees every row of the prediction); with a `loss_function_expression` (it sees
     # the data) neither rows nor features are padded.
     n_rows = X.shape[0]
+    if opts.batching and opts.batch_size >= n_rows:  # a batch would be every row, resampled
+        opts = dataclasses.replace(opts, batching=False)
     sees_data = opts.loss_function_expression is not None
     if not opts.batching and opts.loss_function is None and not sees_data:
         X, y, weights = _pad_rows(X, y, weights, padded_rows(X.shape[0]))

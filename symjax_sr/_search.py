@@ -55,6 +55,7 @@ _WINDOW = 100_000.0  # PySR's adaptive-parsimony window (counts)
 _SIMPLIFY = MUTATIONS.index("simplify")
 _RANDOMIZE = MUTATIONS.index("randomize")
 _MUTATE_CONSTANT = MUTATIONS.index("mutate_constant")
+_BATCH_STREAM = 0xBA7C  # `fold_in` tag of the key that draws an iteration's mini-batch
 
 
 class SearchData(NamedTuple):
@@ -537,12 +538,21 @@ def _crossovers(key, ma, mb, ca, cb, is_cx, curmaxsize, opts, n_features):
     return child1, child2, back(ok & chosen, False)
 
 
-def _cycle(carry, temperature, *, evaluator, data, opts, curmaxsize, ax: IslandAxis = ONE):
+def _batched(opts: SearchOptions, data: SearchData) -> bool:
+    """Whether cycles score children on a mini-batch: `batching` with a `batch_size` below
+    the number of rows (otherwise every row, rather than a resample with repeats)."""
+    return opts.batching and opts.batch_size < data.Xt.shape[1]
+
+
+def _cycle(carry, temperature, *, evaluator, data, bdata, frac, opts, curmaxsize,
+           ax: IslandAxis = ONE):
+    """One cycle on every island. Children are scored on `bdata`: `data`, or with batching
+    the iteration's mini-batch (`frac` of the rows)."""
     state, freq_local, *seen = carry  # `seen`: with batching, the best children per complexity
     I, P = state.loss.shape  # this device's islands
     Ig = I * ax.size
     E = opts.events_per_cycle
-    key, k_ev, k_acc, k_batch, k_cx, k_rand = jax.random.split(state.key, 6)
+    key, k_ev, k_acc, _, k_cx, k_rand = jax.random.split(state.key, 6)
     freq_norm = freq_local / freq_local.sum(axis=1, keepdims=True)
     nf = _live_features(data, opts)
 
@@ -581,14 +591,6 @@ def _cycle(carry, temperature, *, evaluator, data, opts, curmaxsize, ax: IslandA
     cvalid = jnp.concatenate([ok1, ok2], axis=1)
     children = Population(cop, carg, cconst)
 
-    if opts.batching:
-        n = data.Xt.shape[1]
-        idx = jax.random.randint(k_batch, (min(opts.batch_size, n),), 0, n)
-        bdata = data._replace(Xt=data.Xt[:, idx], y=data.y[idx],
-                              weights=None if data.weights is None else data.weights[idx])
-        frac = min(opts.batch_size, n) / n
-    else:
-        bdata, frac = data, 1.0
     closs = _evaluate_flat(evaluator, children, bdata, opts)
     ccplx = jax.vmap(lambda p: _complexity_of(p, opts))(children)
     closs = jnp.where(cvalid, closs, jnp.inf)
@@ -597,7 +599,7 @@ def _cycle(carry, temperature, *, evaluator, data, opts, curmaxsize, ax: IslandA
     hof = state.hof
     g = ax.gather_tree((children, closs, ccplx, cvalid))
     g = (jax.tree.map(_flat, g[0]),) + tuple(x.reshape(-1) for x in g[1:])
-    if opts.batching:
+    if seen:
         # mini-batch losses are not the hall of fame's: the best child of each complexity
         # (on its batch) is kept aside, and the iteration end scores it on every row
         # (PySR's `best_seen`); without it a child found mid-iteration is lost once it ages out
@@ -722,13 +724,31 @@ def iteration(
     else:
         temps = jnp.ones((opts.ncycles_per_iteration,))
     freq_local = jnp.broadcast_to(state.freq, (I,) + state.freq.shape)
-    body = lambda c, t: _cycle(c, t, evaluator=evaluator, data=data, opts=opts,  # noqa: E731
-                               curmaxsize=curmaxsize, ax=ax)
+    bdata, frac, n_evals = data, 1.0, 0.0
+    batched = _batched(opts, data)
+    if batched:
+        # one mini-batch for the whole iteration, the population rescored on it: every
+        # comparison of the iteration is on the same rows. (PySR draws a batch per
+        # evaluation; selection then favours members whose loss was drawn on a lucky batch,
+        # which on heavy-tailed data is a wrong model more often than the right one.)
+        n = data.Xt.shape[1]
+        idx = jax.random.randint(jax.random.fold_in(state.key, _BATCH_STREAM),
+                                 (opts.batch_size,), 0, n)
+        bdata = data._replace(Xt=data.Xt[:, idx], y=data.y[idx],
+                              weights=None if data.weights is None else data.weights[idx])
+        frac = opts.batch_size / n
+        loss = jnp.where(jnp.isfinite(state.loss), _evaluate_flat(evaluator, state.pop, bdata, opts),
+                         jnp.inf)
+        state = eqx.tree_at(lambda s: (s.loss, s.cost), state,
+                            (loss, _cost(loss, state.complexity, data.baseline, opts)))
+        n_evals = Ig * P * frac
+    body = lambda c, t: _cycle(c, t, evaluator=evaluator, data=data, bdata=bdata,  # noqa: E731
+                               frac=frac, opts=opts, curmaxsize=curmaxsize, ax=ax)
     h = state.hof
     seen = [HallOfFame(jnp.zeros_like(h.op), jnp.zeros_like(h.arg), jnp.zeros_like(h.const),
-                       jnp.full_like(h.loss, jnp.inf), jnp.zeros_like(h.exists))] if opts.batching else []
+                       jnp.full_like(h.loss, jnp.inf), jnp.zeros_like(h.exists))] if batched else []
     (state, freq_local, *seen), cycle_evals = jax.lax.scan(body, (state, freq_local, *seen), temps)
-    n_evals = cycle_evals.sum()
+    n_evals = n_evals + cycle_evals.sum()
     hof = state.hof
     if seen:  # the batch winners, scored on every row for the hall of fame
         best = seen[0]
@@ -747,7 +767,7 @@ def iteration(
             return jax.vmap(jax.vmap(lambda t: from_nodes(t, opts.const_slots)))(nodes)[:3]
 
         pop = Population(*_per_sub(simplified, pop.op, pop.arg, pop.const, opts))
-    if opts.batching or data.x_dims is not None:
+    if batched or data.x_dims is not None:
         # the optimiser compares data losses on every row: a cycle's losses are mini-batch
         # losses, or carry the units penalty
         loss = _data_loss(evaluator, pop, data, opts)

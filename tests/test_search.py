@@ -307,6 +307,16 @@ def test_batching_keeps_the_best_children_of_the_iteration_with_their_full_losse
     assert aged_out > 0
 
 
+def test_a_batch_as_large_as_the_data_is_the_data():
+    """`batch_size` at or above the number of rows: the search runs on every row, as
+    without batching (not on a resample with repeats), with the same result."""
+    plain = run_search(X, Y, OPTS, evaluator=EVALUATOR, niterations=2, random_state=0)
+    opts = dataclasses.replace(OPTS, batching=True, batch_size=len(Y))
+    batched = run_search(X, Y, opts, evaluator=EVALUATOR, niterations=2, random_state=0)
+    assert batched.hall_of_fame == plain.hall_of_fame
+    assert batched.num_evals == plain.num_evals
+
+
 def test_hall_of_fame_matches_reference(long_run):
     entries = long_run.hall_of_fame
     # the state's hall of fame with constants snapped and simpler forms added (`_finish`)
