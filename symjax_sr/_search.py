@@ -9,6 +9,10 @@ events, as PySR does, but **in parallel** rather than one after another: all eve
 select parents from the population as it was at the start of the cycle, and the
 accepted children then replace the oldest members. Every child of every island is
 evaluated in one batch.
+
+With `batching`, an iteration draws one mini-batch of rows, rescores its population on
+it and compares every child on it; the best child of each complexity is scored on every
+row at the iteration's end for the hall of fame, which only holds full-data losses.
 """
 
 from __future__ import annotations

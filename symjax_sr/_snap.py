@@ -99,11 +99,13 @@ def host_loss(tree: Tree, X, y, weights, operators: OperatorSet, elementwise_los
     pred, ok, _ = evaluate_tree_numpy(tree, X, operators)
     if not ok.all():
         return math.inf
-    if elementwise_loss is None:
-        per_row = (pred - y) ** 2
-    else:
-        per_row = np.asarray(elementwise_loss(pred, y), np.float64)
-    value = float(np.mean(per_row) if weights is None else np.sum(weights * per_row) / np.sum(weights))
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is an infinite loss
+        if elementwise_loss is None:
+            per_row = (pred - y) ** 2
+        else:
+            per_row = np.asarray(elementwise_loss(pred, y), np.float64)
+        value = float(np.mean(per_row) if weights is None else
+                      np.sum(weights * per_row) / np.sum(weights))
     return value if math.isfinite(value) else math.inf
 
 
@@ -115,12 +117,17 @@ def _refit(tree: Tree, free: list[int], X, y, w, operators: OperatorSet, loss: f
 
     def residual(value):
         pred, ok, _ = evaluate_tree_numpy(Tree(tree.op, tree.arg, value), X, operators)
-        return sw * (pred - y) if ok.all() else None
+        if not ok.all():
+            return None
+        with np.errstate(over="ignore", invalid="ignore"):
+            r = sw * (pred - y)
+            return r if np.isfinite(r @ r) else None
 
     value = tree.value.astype(np.float64)
     r = residual(value)
     if r is None or not free:
         return tree, loss
+
     def jacobian(value, r):
         cols = []
         for j in free:
@@ -131,32 +138,33 @@ def _refit(tree: Tree, free: list[int], X, y, w, operators: OperatorSet, loss: f
             cols.append((rj - r) / h)
         return np.stack(cols, axis=1)
 
-    damping = 1e-3
-    for _ in range(_REFIT_STEPS):
-        J = jacobian(value, r)
-        if J is None:
-            break
-        JtJ, g = J.T @ J, J.T @ r
-        improved = False
-        while damping < 1e8:
-            A = JtJ + damping * np.diag(np.maximum(np.diag(JtJ), 1e-12))
-            try:
-                step = np.linalg.solve(A, -g)
-            except np.linalg.LinAlgError:
-                damping *= 10.0
-                continue
-            trial = value.copy()
-            trial[free] += step
-            rt = residual(trial)
-            trial_loss = math.inf if rt is None else float(np.mean(rt**2))
-            if trial_loss < loss:
-                improved = loss - trial_loss > 1e-12 * loss
-                value, r, loss = trial, rt, trial_loss
-                damping = max(damping / 10.0, 1e-9)
+    with np.errstate(all="ignore"):  # a step into overflow is rejected, not reported
+        damping = 1e-3
+        for _ in range(_REFIT_STEPS):
+            J = jacobian(value, r)
+            if J is None:
                 break
-            damping *= 10.0
-        if not improved:
-            break
+            JtJ, g = J.T @ J, J.T @ r
+            improved = False
+            while damping < 1e8:
+                A = JtJ + damping * np.diag(np.maximum(np.diag(JtJ), 1e-12))
+                try:
+                    step = np.linalg.solve(A, -g)
+                except np.linalg.LinAlgError:
+                    damping *= 10.0
+                    continue
+                trial = value.copy()
+                trial[free] += step
+                rt = residual(trial)
+                trial_loss = math.inf if rt is None else float(rt @ rt) / len(rt)
+                if trial_loss < loss:
+                    improved = loss - trial_loss > 1e-12 * loss
+                    value, r, loss = trial, rt, trial_loss
+                    damping = max(damping / 10.0, 1e-9)
+                    break
+                damping *= 10.0
+            if not improved:
+                break
     # back to the tree's precision, with the loss of what is kept
     out = Tree(tree.op, tree.arg, value.astype(tree.value.dtype))
     return out, host_loss(out, X, y, w, operators, None)

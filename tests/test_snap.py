@@ -15,7 +15,7 @@ from symjax_sr._losses import parse_elementwise_loss
 from symjax_sr._numpy_eval import evaluate_tree_numpy
 from symjax_sr._operators import CONST, VAR
 from symjax_sr._run import HofEntry
-from symjax_sr._snap import _fractions, closed_form, snap_entries
+from symjax_sr._snap import _fractions, closed_form, host_loss, snap_entries
 from symjax_sr._sympy import tree_to_sympy
 from symjax_sr._tree import Tree
 
@@ -230,4 +230,17 @@ def test_a_refit_does_not_drop_a_shift_the_data_need():
     tree, ops = _shifted_inverse_square(0.0796, 0.05)
     entry = _loss_entry(tree, X, y, ops)
     [kept] = snap_entries([entry], X, y, None, ops)
+    assert kept is entry
+
+
+def test_an_overflowing_loss_is_infinite_without_a_warning():
+    """Residuals whose square overflows float64: the loss is inf (the entry is kept as it
+    is), and no RuntimeWarning escapes (warnings are errors in this suite)."""
+    X = np.full((10, 2), 1e155)
+    y = np.zeros(10)
+    tree, ops = _shifted_inverse_square(2.0003, 0.5)
+    tree = Tree(tree.op, tree.arg, tree.value)
+    entry = HofEntry(tree.size, 1.0, tree, True)
+    assert host_loss(tree, X * [1, 1e-160], y, None, ops, None) == math.inf
+    [kept] = snap_entries([entry], X * [1, 1e-160], y, None, ops)
     assert kept is entry
