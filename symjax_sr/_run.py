@@ -240,6 +240,11 @@ def _pad_features(X, opts: SearchOptions):
     return X, dataclasses.replace(opts, n_features=fp, complexities=cplx)
 
 
+def _tree_key(e: HofEntry):
+    t = e.tree
+    return (t.op.tobytes(), t.arg.tobytes(), t.value.tobytes()) if isinstance(t, Tree) else id(e)
+
+
 def _finish(entries: list[HofEntry], opts: SearchOptions, X, y, weights, units) -> list[HofEntry]:
     """The final hall of fame with constants snapped to closed forms and fractions
     (`_snap.py`), then the simpler forms SymPy finds under the data's signs
@@ -252,12 +257,8 @@ def _finish(entries: list[HofEntry], opts: SearchOptions, X, y, weights, units) 
     entries = snap_entries(entries, X, y, weights, opts.operators, opts.elementwise_loss)
     rewritten = rewrite_entries(entries, X, y, weights, opts)
     # a rewrite's constants are new (SymPy folds several into one): they get their snapping
-    def key(e):
-        t = e.tree
-        return (t.op.tobytes(), t.arg.tobytes(), t.value.tobytes()) if isinstance(t, Tree) else id(e)
-
-    known = {key(e) for e in entries}
-    fresh = [i for i, e in enumerate(rewritten) if key(e) not in known]
+    known = {_tree_key(e) for e in entries}
+    fresh = [i for i, e in enumerate(rewritten) if _tree_key(e) not in known]
     if not fresh:
         return rewritten
     snapped = snap_entries([rewritten[i] for i in fresh], X, y, weights, opts.operators,
