@@ -294,17 +294,15 @@ def test_batching_keeps_the_best_children_of_the_iteration_with_their_full_losse
     opts = dataclasses.replace(OPTS, batching=True, batch_size=16, ncycles_per_iteration=60)
     res = run_search(X, Y, opts, evaluator=EVALUATOR, niterations=1, random_state=0)
     state = jax.device_get(res.state)
-    members = {(tuple(o), tuple(a), tuple(c)) for o, a, c in zip(
-        *(np.asarray(x).reshape(-1, x.shape[-1]) for x in (state.pop.op, state.pop.arg, state.pop.const)),
-        strict=True)}
-    aged_out = 0
+    flat = [np.asarray(x).reshape(-1, x.shape[-1])
+            for x in (state.pop.op, state.pop.arg, state.pop.const)]
+    members = {(tuple(o), tuple(a), tuple(c)) for o, a, c in zip(*flat, strict=True)}
     for e in hall_of_fame_entries(res.state):
         assert e.loss == pytest.approx(_mse(e.tree, X, Y), rel=1e-3, abs=1e-5)
     h = state.hof
-    for c in np.flatnonzero(np.asarray(h.exists)):
-        key = (tuple(h.op[c]), tuple(h.arg[c]), tuple(h.const[c]))
-        aged_out += c > 7 and key not in members
-    assert aged_out > 0
+    aged_out = [c for c in np.flatnonzero(np.asarray(h.exists))
+                if c > 7 and (tuple(h.op[c]), tuple(h.arg[c]), tuple(h.const[c])) not in members]
+    assert aged_out
 
 
 def test_a_batch_as_large_as_the_data_is_the_data():
