@@ -25,7 +25,7 @@ import sympy
 from ._constraints import satisfies, tree_complexity
 from ._mutate import Nodes, to_nodes
 from ._options import SearchOptions
-from ._snap import LOSS_RTOL, host_loss, loss_atol, with_pareto
+from ._snap import LOSS_RTOL, host_loss, loss_atol, snap_entries, with_pareto
 from ._sympy import sympy_to_tree, tree_to_sympy
 from ._tree import Tree, stack_trees
 
@@ -102,9 +102,13 @@ def rewrite_entries(entries: list, X: np.ndarray, y: np.ndarray, weights: np.nda
         after = host_loss(new, X, y, w, opts.operators, elementwise_loss)
         if not math.isfinite(after) or after > before * (1 + LOSS_RTOL) + atol:
             continue
+        # a rewrite's constants are new (SymPy folds `0.7071*x0*2.8286*x1` into
+        # `2.00004*x0*x1`): they get the same snapping as the search's
+        [cand] = snap_entries([dataclasses.replace(e, complexity=c, loss=after, tree=new)],
+                              X, y, w, opts.operators, elementwise_loss)
         there = slots.get(c)
-        if there is not None and there.loss <= after:
+        if there is not None and there.loss <= cand.loss:
             continue
-        slots[c] = dataclasses.replace(e, complexity=c, loss=after, tree=new)
+        slots[c] = cand
         changed = True
     return with_pareto([slots[c] for c in sorted(slots)]) if changed else entries

@@ -30,7 +30,7 @@ from ._options import SearchOptions
 from ._parametric import ParametricEvaluator
 from ._rewrite import rewrite_entries
 from ._search import SearchData, SearchState, baseline_loss, init_state, iteration
-from ._snap import snap_entries, with_pareto
+from ._snap import snap_entries
 from ._stopping import stop_condition
 from ._template import TemplateEvaluator, TemplateMember
 from ._tree import Population, Tree
@@ -240,11 +240,6 @@ def _pad_features(X, opts: SearchOptions):
     return X, dataclasses.replace(opts, n_features=fp, complexities=cplx)
 
 
-def _tree_key(e: HofEntry):
-    t = e.tree
-    return (t.op.tobytes(), t.arg.tobytes(), t.value.tobytes()) if isinstance(t, Tree) else id(e)
-
-
 def _finish(entries: list[HofEntry], opts: SearchOptions, X, y, weights, units) -> list[HofEntry]:
     """The final hall of fame with constants snapped to closed forms and fractions
     (`_snap.py`), then the simpler forms SymPy finds under the data's signs
@@ -255,17 +250,7 @@ def _finish(entries: list[HofEntry], opts: SearchOptions, X, y, weights, units) 
             opts.loss_function_expression is not None or units is not None:
         return entries
     entries = snap_entries(entries, X, y, weights, opts.operators, opts.elementwise_loss)
-    rewritten = rewrite_entries(entries, X, y, weights, opts)
-    # a rewrite's constants are new (SymPy folds several into one): they get their snapping
-    known = {_tree_key(e) for e in entries}
-    fresh = [i for i, e in enumerate(rewritten) if _tree_key(e) not in known]
-    if not fresh:
-        return rewritten
-    snapped = snap_entries([rewritten[i] for i in fresh], X, y, weights, opts.operators,
-                           opts.elementwise_loss)
-    for i, e in zip(fresh, snapped, strict=True):
-        rewritten[i] = e
-    return with_pareto(rewritten)
+    return rewrite_entries(entries, X, y, weights, opts)
 
 
 def _early_stop(condition, entries: list[HofEntry]) -> bool:

@@ -542,12 +542,6 @@ def _crossovers(key, ma, mb, ca, cb, is_cx, curmaxsize, opts, n_features):
     return child1, child2, back(ok & chosen, False)
 
 
-def _batched(opts: SearchOptions, data: SearchData) -> bool:
-    """Whether cycles score children on a mini-batch: `batching` with a `batch_size` below
-    the number of rows (otherwise every row, rather than a resample with repeats)."""
-    return opts.batching and opts.batch_size < data.Xt.shape[1]
-
-
 def _cycle(carry, temperature, *, evaluator, data, bdata, frac, opts, curmaxsize,
            ax: IslandAxis = ONE):
     """One cycle on every island. Children are scored on `bdata`: `data`, or with batching
@@ -729,8 +723,7 @@ def iteration(
         temps = jnp.ones((opts.ncycles_per_iteration,))
     freq_local = jnp.broadcast_to(state.freq, (I,) + state.freq.shape)
     bdata, frac, n_evals = data, 1.0, 0.0
-    batched = _batched(opts, data)
-    if batched:
+    if opts.batching:  # `run_search` turns it off where a batch would hold every row
         # one mini-batch for the whole iteration, the population rescored on it: every
         # comparison of the iteration is on the same rows. (PySR draws a batch per
         # evaluation; selection then favours members whose loss was drawn on a lucky batch,
@@ -748,9 +741,8 @@ def iteration(
         n_evals = Ig * P * frac
     body = lambda c, t: _cycle(c, t, evaluator=evaluator, data=data, bdata=bdata,  # noqa: E731
                                frac=frac, opts=opts, curmaxsize=curmaxsize, ax=ax)
-    h = state.hof
-    seen = [HallOfFame(jnp.zeros_like(h.op), jnp.zeros_like(h.arg), jnp.zeros_like(h.const),
-                       jnp.full_like(h.loss, jnp.inf), jnp.zeros_like(h.exists))] if batched else []
+    seen = [hof_init(opts.maxsize, opts.length, opts.const_width, data.Xt.dtype)
+            ] if opts.batching else []
     (state, freq_local, *seen), cycle_evals = jax.lax.scan(body, (state, freq_local, *seen), temps)
     n_evals = n_evals + cycle_evals.sum()
     hof = state.hof
@@ -771,7 +763,7 @@ def iteration(
             return jax.vmap(jax.vmap(lambda t: from_nodes(t, opts.const_slots)))(nodes)[:3]
 
         pop = Population(*_per_sub(simplified, pop.op, pop.arg, pop.const, opts))
-    if batched or data.x_dims is not None:
+    if opts.batching or data.x_dims is not None:
         # the optimiser compares data losses on every row: a cycle's losses are mini-batch
         # losses, or carry the units penalty
         loss = _data_loss(evaluator, pop, data, opts)

@@ -95,7 +95,7 @@ def test_a_rewrite_does_not_displace_a_better_entry():
 def test_a_constant_that_sympy_folds_is_snapped_after_the_rewrite():
     """(0.7071*x0)*(2.8286*x1) on data 2*x0*x1 with 1% noise: neither constant is near a
     closed form or fraction, so snapping keeps both; SymPy folds them into 2.00004
-    (complexity 5 from 7), and that new constant is snapped to 2 (`_run._finish`)."""
+    (complexity 5 from 7), and that new constant is snapped to 2 (`rewrite_entries`)."""
     from symjax_sr._run import _finish
 
     X = np.random.default_rng(1).uniform(1, 5, (500, 2))
