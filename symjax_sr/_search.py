@@ -726,8 +726,7 @@ def iteration(
     if opts.batching:  # `run_search` turns it off where a batch would hold every row
         # one mini-batch for the whole iteration, the population rescored on it: every
         # comparison of the iteration is on the same rows. (PySR draws a batch per
-        # evaluation; selection then favours members whose loss was drawn on a lucky batch,
-        # which on heavy-tailed data is a wrong model more often than the right one.)
+        # evaluation; selection then favours members whose loss was drawn on a lucky batch.)
         n = data.Xt.shape[1]
         idx = jax.random.randint(jax.random.fold_in(state.key, _BATCH_STREAM),
                                  (opts.batch_size,), 0, n)
