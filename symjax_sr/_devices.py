@@ -19,11 +19,12 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as Ps
 
 from ._islands import IslandAxis
-from ._search import SearchState, iteration
+from ._search import Evolved, SearchState, draw_batch, evolve, iteration, settle
 
 __all__ = [
     "prng_impl", "use_host_devices", "device_list", "island_mesh", "problem_mesh", "state_specs",
-    "shard_state", "replicate", "sharded_iteration", "shard_problems", "over_problems",
+    "shard_state", "replicate", "sharded_iteration", "sharded_draw", "sharded_evolve",
+    "sharded_settle", "shard_problems", "over_problems",
 ]
 
 AXIS = "island"
@@ -164,6 +165,45 @@ def _sharded(state, data, curmaxsize, *, evaluator, opts, mesh: Mesh):
 
 #: `iteration` with the islands split over `mesh` (static, like the options).
 sharded_iteration = jax.jit(_sharded, static_argnames=("evaluator", "opts", "mesh"))
+
+
+def _evolved_specs(state, batching: bool) -> Evolved:
+    isl = Ps(AXIS)
+    return Evolved(state=state_specs(state), freq_local=isl, seen=Ps() if batching else None,
+                   pop=isl, loss=isl, birth=isl, n_evals=Ps())
+
+
+def _draw(state, data, *, evaluator, opts, mesh: Mesh):
+    specs, ax = state_specs(state), IslandAxis(AXIS, mesh.size)
+    return jax.shard_map(
+        lambda s, d: draw_batch(s, evaluator, d, opts, ax), mesh=mesh,
+        in_specs=(specs, Ps()), out_specs=(specs, Ps(), Ps()), check_vma=False,
+    )(state, data)
+
+
+def _evolve(state, bdata, curmaxsize, *, evaluator, opts, mesh: Mesh):
+    ax = IslandAxis(AXIS, mesh.size)
+    return jax.shard_map(
+        lambda s, b, c: evolve(s, evaluator, b, opts, c, ax), mesh=mesh,
+        in_specs=(state_specs(state), Ps(), Ps()), out_specs=_evolved_specs(state, opts.batching),
+        check_vma=False,
+    )(state, bdata, curmaxsize)
+
+
+def _settle(evolved, data, *, evaluator, opts, mesh: Mesh):
+    ax = IslandAxis(AXIS, mesh.size)
+    return jax.shard_map(
+        lambda e, d: settle(e, evaluator, d, opts, ax), mesh=mesh,
+        in_specs=(_evolved_specs(evolved.state, evolved.seen is not None), Ps()),
+        out_specs=(state_specs(evolved.state), Ps()), check_vma=False,
+    )(evolved, data)
+
+
+#: `draw_batch`, `evolve` and `settle` with the islands split over `mesh`: a batched
+#: search's iteration as three programs, as on one device (`_run._batched_step`).
+sharded_draw = jax.jit(_draw, static_argnames=("evaluator", "opts", "mesh"))
+sharded_evolve = jax.jit(_evolve, static_argnames=("evaluator", "opts", "mesh"))
+sharded_settle = jax.jit(_settle, static_argnames=("evaluator", "opts", "mesh"))
 
 
 def shard_problems(tree, mesh: Mesh):

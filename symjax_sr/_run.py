@@ -22,14 +22,32 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._devices import island_mesh, prng_impl, replicate, shard_state, sharded_iteration
+from ._devices import (
+    island_mesh,
+    prng_impl,
+    replicate,
+    shard_state,
+    sharded_draw,
+    sharded_evolve,
+    sharded_iteration,
+    sharded_settle,
+)
 from ._evaluate import check_data, get_evaluator
 from ._hall_of_fame import pareto_mask
 from ._memory import available_bytes, check_memory, program_bytes
 from ._options import SearchOptions
 from ._parametric import ParametricEvaluator
 from ._rewrite import rewrite_entries
-from ._search import SearchData, SearchState, baseline_loss, init_state, iteration
+from ._search import (
+    SearchData,
+    SearchState,
+    baseline_loss,
+    draw_batch,
+    evolve,
+    init_state,
+    iteration,
+    settle,
+)
 from ._snap import snap_entries
 from ._stopping import stop_condition
 from ._template import TemplateEvaluator, TemplateMember
@@ -122,6 +140,11 @@ def _sigint_flag():
 
 
 _ITERATION = jax.jit(iteration, static_argnames=("evaluator", "opts"))
+# with batching, the iteration as three programs: only the cycles' and the constant
+# fitting's (`evolve`, most of the compilation) is independent of the number of rows
+_DRAW = jax.jit(draw_batch, static_argnames=("evaluator", "opts"))
+_EVOLVE = jax.jit(evolve, static_argnames=("evaluator", "opts"))
+_SETTLE = jax.jit(settle, static_argnames=("evaluator", "opts"))
 _INIT = jax.jit(init_state, static_argnames=("evaluator", "opts"))
 _BASELINE = jax.jit(baseline_loss, static_argnames=("evaluator", "opts"))
 
@@ -158,7 +181,8 @@ def _compiled(fn, ev, opts, static: dict | None = None, **dynamic):
     leaves, treedef = jax.tree.flatten(dynamic)
     xla = compiler_options()
     key = (fn, opts, ev, tuple(sorted(static.items())), treedef,
-           tuple((jnp.shape(x), str(jnp.result_type(x))) for x in leaves),
+           tuple((jnp.shape(x), str(jnp.result_type(x))) if not isinstance(x, jax.ShapeDtypeStruct)
+                 else (x.shape, str(x.dtype)) for x in leaves),
            tuple(sorted(xla.items())))
     if key in _COMPILED:
         _COMPILED.move_to_end(key)
@@ -251,6 +275,30 @@ def _finish(entries: list[HofEntry], opts: SearchOptions, X, y, weights, units) 
         return entries
     entries = snap_entries(entries, X, y, weights, opts.operators, opts.elementwise_loss)
     return rewrite_entries(entries, X, y, weights, opts)
+
+
+def _batched_step(ev, opts: SearchOptions, state, data, mesh=None):
+    """A batched search's iteration as `draw_batch`, `evolve` and `settle`, compiled apart
+    so that fits with other numbers of rows reuse `evolve`, which only sees the batch
+    (most of the compilation). Returns the step and the largest program's memory."""
+    if mesh is None:
+        programs, static, cur = (_DRAW, _EVOLVE, _SETTLE), {}, jnp.int32(0)
+    else:
+        programs = (sharded_draw, sharded_evolve, sharded_settle)
+        static, cur = dict(mesh=mesh), replicate(jnp.int32(0), mesh)
+    draw = _compiled(programs[0], ev, opts, static, state=state, data=data)
+    _, bdata, _ = draw.out_info
+    grow = _compiled(programs[1], ev, opts, static, state=state, bdata=bdata, curmaxsize=cur)
+    finish = _compiled(programs[2], ev, opts, static, evolved=grow.out_info, data=data)
+
+    def step(state, data, curmaxsize):
+        state, bdata, n_batch = draw(state=state, data=data)
+        state, n_evals = finish(evolved=grow(state=state, bdata=bdata, curmaxsize=curmaxsize),
+                                data=data)
+        return state, n_batch + n_evals
+
+    sizes = [program_bytes(c) for c in (draw, grow, finish)]
+    return step, None if None in sizes else max(sizes)
 
 
 def _early_stop(condition, entries: list[HofEntry]) -> bool:
@@ -387,12 +435,17 @@ def run_search(
         state = make(**init)
     if mesh is None:
         state = jax.device_put(state, device)  # a warm start from a sharded search
-        step = _compiled(_ITERATION, ev, opts, state=state, data=data, curmaxsize=jnp.int32(0))
     else:
         state, data = shard_state(state, mesh), replicate(data, mesh)
+    if opts.batching:
+        step, memory_bytes = _batched_step(ev, opts, state, data, mesh)
+    elif mesh is None:
+        step = _compiled(_ITERATION, ev, opts, state=state, data=data, curmaxsize=jnp.int32(0))
+        memory_bytes = program_bytes(step)
+    else:
         step = _compiled(sharded_iteration, ev, opts, dict(mesh=mesh), state=state, data=data,
                          curmaxsize=replicate(jnp.int32(0), mesh))
-    memory_bytes = program_bytes(step)
+        memory_bytes = program_bytes(step)
     check_memory(memory_bytes, **plan)  # before the first iteration, not mid-run
     compile_s = time.perf_counter() - t0
     start = time.perf_counter()

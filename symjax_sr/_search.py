@@ -53,13 +53,14 @@ from ._template import sub_slice
 from ._tree import Population
 from ._units import dimension_violations
 
-__all__ = ["SearchState", "SearchData", "init_state", "iteration"]
+__all__ = ["SearchState", "SearchData", "Evolved", "init_state", "iteration", "draw_batch", "evolve", "settle"]
 
 _WINDOW = 100_000.0  # PySR's adaptive-parsimony window (counts)
 _SIMPLIFY = MUTATIONS.index("simplify")
 _RANDOMIZE = MUTATIONS.index("randomize")
 _MUTATE_CONSTANT = MUTATIONS.index("mutate_constant")
 _BATCH_STREAM = 0xBA7C  # `fold_in` tag of the key that draws an iteration's mini-batch
+_FIT_STREAM = 0xF17  # `fold_in` tag of the keys of an iteration's constant fitting
 
 
 class SearchData(NamedTuple):
@@ -542,17 +543,16 @@ def _crossovers(key, ma, mb, ca, cb, is_cx, curmaxsize, opts, n_features):
     return child1, child2, back(ok & chosen, False)
 
 
-def _cycle(carry, temperature, *, evaluator, data, bdata, frac, opts, curmaxsize,
-           ax: IslandAxis = ONE):
-    """One cycle on every island. Children are scored on `bdata`: `data`, or with batching
-    the iteration's mini-batch (`frac` of the rows)."""
+def _cycle(carry, temperature, *, evaluator, bdata, opts, curmaxsize, ax: IslandAxis = ONE):
+    """One cycle on every island. Children are scored on `bdata`: the data, or with
+    batching the iteration's mini-batch. Returns the evaluations done on those rows."""
     state, freq_local, *seen = carry  # `seen`: with batching, the best children per complexity
     I, P = state.loss.shape  # this device's islands
     Ig = I * ax.size
     E = opts.events_per_cycle
     key, k_ev, k_acc, _, k_cx, k_rand = jax.random.split(state.key, 6)
     freq_norm = freq_local / freq_local.sum(axis=1, keepdims=True)
-    nf = _live_features(data, opts)
+    nf = _live_features(bdata, opts)
 
     def island_events(ks, pop_i, cost_i, cplx_i, fn):
         return jax.vmap(
@@ -592,8 +592,8 @@ def _cycle(carry, temperature, *, evaluator, data, bdata, frac, opts, curmaxsize
     closs = _evaluate_flat(evaluator, children, bdata, opts)
     ccplx = jax.vmap(lambda p: _complexity_of(p, opts))(children)
     closs = jnp.where(cvalid, closs, jnp.inf)
-    ccost = _cost(closs, ccplx, data.baseline, opts)
-    n_evals = ax.total(cvalid.sum()) * frac
+    ccost = _cost(closs, ccplx, bdata.baseline, opts)
+    n_evals = ax.total(cvalid.sum())
     hof = state.hof
     g = ax.gather_tree((children, closs, ccplx, cvalid))
     g = (jax.tree.map(_flat, g[0]),) + tuple(x.reshape(-1) for x in g[1:])
@@ -703,18 +703,53 @@ def _migrate(key, pop, loss, cost, cplx, birth, clock, pool, pool_loss, pool_cpl
     )
 
 
-def iteration(
+class Evolved(NamedTuple):
+    """What the cycles and the constant fitting of an iteration (`evolve`) hand to its
+    end (`settle`): the search's state after the cycles, and the population after
+    simplification and constant fitting."""
+
+    state: SearchState
+    freq_local: Float[Array, "I C"]
+    seen: HallOfFame | None  # with batching: the best child per complexity, batch losses
+    pop: Population
+    loss: Float[Array, "I P"]  # without batching: data losses; with it: to be rescored
+    birth: Int[Array, "I P"]
+    n_evals: Float[Array, ""]
+
+
+def draw_batch(
+    state: SearchState, evaluator: Evaluator, data: SearchData, opts: SearchOptions,
+    ax: IslandAxis = ONE,
+) -> tuple[SearchState, SearchData, Float[Array, ""]]:
+    """With `batching`: the iteration's mini-batch, and the population rescored on it, so
+    that every comparison of the iteration is on the same rows. (PySR draws a batch per
+    evaluation; selection then favours members whose loss was drawn on a lucky batch.)
+    Without it: the data itself. Returns the state, the rows and the evaluations done."""
+    if not opts.batching:  # `run_search` turns it off where a batch would hold every row
+        return state, data, jnp.asarray(0.0, data.Xt.dtype)
+    n = data.Xt.shape[1]
+    idx = jax.random.randint(jax.random.fold_in(state.key, _BATCH_STREAM), (opts.batch_size,), 0, n)
+    bdata = data._replace(Xt=data.Xt[:, idx], y=data.y[idx],
+                          weights=None if data.weights is None else data.weights[idx])
+    loss = jnp.where(jnp.isfinite(state.loss), _evaluate_flat(evaluator, state.pop, bdata, opts),
+                     jnp.inf)
+    state = eqx.tree_at(lambda s: (s.loss, s.cost), state,
+                        (loss, _cost(loss, state.complexity, data.baseline, opts)))
+    return state, bdata, jnp.asarray(state.loss.size * ax.size * opts.batch_size / n, data.Xt.dtype)
+
+
+def evolve(
     state: SearchState,
     evaluator: Evaluator,
-    data: SearchData,
+    bdata: SearchData,
     opts: SearchOptions,
     curmaxsize: Int[Array, ""],
     ax: IslandAxis = ONE,
-) -> tuple[SearchState, Float[Array, ""]]:
-    """One PySR iteration on every island. Returns the new state and the evaluations done.
-
-    Under `shard_map` with `ax` naming the island axis, `state` holds this device's
-    islands and the result is the one-device result's block (see `_islands.py`)."""
+) -> Evolved:
+    """The cycles of an iteration, then simplification and constant fitting, all on
+    `bdata` (`draw_batch`'s rows). With `batching` its program depends on the batch size
+    only, not on the number of rows: fits of any size share it (PySR fits constants on
+    a batch too)."""
     I, P = state.loss.shape
     Ig = I * ax.size
     if opts.annealing:
@@ -722,38 +757,14 @@ def iteration(
     else:
         temps = jnp.ones((opts.ncycles_per_iteration,))
     freq_local = jnp.broadcast_to(state.freq, (I,) + state.freq.shape)
-    bdata, frac, n_evals = data, 1.0, 0.0
-    if opts.batching:  # `run_search` turns it off where a batch would hold every row
-        # one mini-batch for the whole iteration, the population rescored on it: every
-        # comparison of the iteration is on the same rows. (PySR draws a batch per
-        # evaluation; selection then favours members whose loss was drawn on a lucky batch.)
-        n = data.Xt.shape[1]
-        idx = jax.random.randint(jax.random.fold_in(state.key, _BATCH_STREAM),
-                                 (opts.batch_size,), 0, n)
-        bdata = data._replace(Xt=data.Xt[:, idx], y=data.y[idx],
-                              weights=None if data.weights is None else data.weights[idx])
-        frac = opts.batch_size / n
-        loss = jnp.where(jnp.isfinite(state.loss), _evaluate_flat(evaluator, state.pop, bdata, opts),
-                         jnp.inf)
-        state = eqx.tree_at(lambda s: (s.loss, s.cost), state,
-                            (loss, _cost(loss, state.complexity, data.baseline, opts)))
-        n_evals = Ig * P * frac
-    body = lambda c, t: _cycle(c, t, evaluator=evaluator, data=data, bdata=bdata,  # noqa: E731
-                               frac=frac, opts=opts, curmaxsize=curmaxsize, ax=ax)
-    seen = [hof_init(opts.maxsize, opts.length, opts.const_width, data.Xt.dtype)
+    body = lambda c, t: _cycle(c, t, evaluator=evaluator, bdata=bdata, opts=opts,  # noqa: E731
+                               curmaxsize=curmaxsize, ax=ax)
+    seen = [hof_init(opts.maxsize, opts.length, opts.const_width, bdata.Xt.dtype)
             ] if opts.batching else []
     (state, freq_local, *seen), cycle_evals = jax.lax.scan(body, (state, freq_local, *seen), temps)
-    n_evals = n_evals + cycle_evals.sum()
-    hof = state.hof
-    if seen:  # the batch winners, scored on every row for the hall of fame
-        best = seen[0]
-        best_loss = _evaluate_flat(evaluator, best.population, data, opts)
-        C = best.loss.shape[0]
-        hof = hof_update(hof, best.population, best_loss, jnp.arange(C, dtype=best_loss.dtype),
-                         best.exists)
-        n_evals = n_evals + best.exists.sum()
+    n_evals = cycle_evals.sum()
 
-    key, k_opt, k_mask, k_mig, k_hof = jax.random.split(state.key, 5)
+    k_opt, k_mask = jax.random.split(jax.random.fold_in(state.key, _FIT_STREAM))
     pop = state.pop
     if opts.should_simplify:
         def simplified(op, arg, const):
@@ -762,17 +773,16 @@ def iteration(
             return jax.vmap(jax.vmap(lambda t: from_nodes(t, opts.const_slots)))(nodes)[:3]
 
         pop = Population(*_per_sub(simplified, pop.op, pop.arg, pop.const, opts))
-    if opts.batching or data.x_dims is not None:
-        # the optimiser compares data losses on every row: a cycle's losses are mini-batch
-        # losses, or carry the units penalty
-        loss = _data_loss(evaluator, pop, data, opts)
+    if opts.batching or bdata.x_dims is not None:
+        # the optimiser compares data losses: a cycle's losses carry the units penalty, and
+        # with batching the simplified members are compared on the batch again
+        loss = _data_loss(evaluator, pop, bdata, opts)
         n_evals = n_evals + Ig * P
     else:
         # a member's loss holds through simplification, which only widens where an
         # expression is finite (PySR's finalize_scores re-evaluates with batching only);
         # one evaluator fewer in the iteration's program, ~7% fewer evaluations
         loss = state.loss
-    cplx = jax.vmap(lambda p: _complexity_of(p, opts))(pop)
     birth = state.birth
     copts = opts.constants
     if copts.enabled and copts.probability > 0:
@@ -782,7 +792,7 @@ def iteration(
         # a fixed-size batch: 2x the expected number of selected members
         capacity = max(1, min(Ig * P, int(2 * copts.probability * Ig * P) + 4))
         res = optimize_constants(
-            flat, data.Xt, data.y, data.weights, evaluator=evaluator, key=k_opt, options=copts,
+            flat, bdata.Xt, bdata.y, bdata.weights, evaluator=evaluator, key=k_opt, options=copts,
             mask=mask, loss_before=ax.gather(loss.reshape(-1)), capacity=capacity, axis=ax,
             **_losses(opts),
         )
@@ -791,6 +801,37 @@ def iteration(
         # PySR resets the age of improved members
         birth = jnp.where(ax.local(res.improved).reshape(I, P), state.clock, birth)
         n_evals = n_evals + res.n_evals
+    return Evolved(state, freq_local, seen[0] if seen else None, pop, loss, birth, n_evals)
+
+
+def settle(
+    evolved: Evolved,
+    evaluator: Evaluator,
+    data: SearchData,
+    opts: SearchOptions,
+    ax: IslandAxis = ONE,
+) -> tuple[SearchState, Float[Array, ""]]:
+    """The end of an iteration on every row: with `batching` the population and the
+    cycles' best children are scored on all of them; then the hall of fame, migration and
+    the new state. Returns it and the evaluations done."""
+    state, pop, loss, birth = evolved.state, evolved.pop, evolved.loss, evolved.birth
+    I, P = state.loss.shape
+    Ig = I * ax.size
+    # `evolve` counted evaluations on its rows: a batch's stand for a fraction of one
+    n_evals = evolved.n_evals * (opts.batch_size / data.Xt.shape[1] if opts.batching else 1.0)
+    hof = state.hof
+    if evolved.seen is not None:  # the batch winners, scored on every row for the hall of fame
+        best = evolved.seen
+        best_loss = _evaluate_flat(evaluator, best.population, data, opts)
+        C = best.loss.shape[0]
+        hof = hof_update(hof, best.population, best_loss, jnp.arange(C, dtype=best_loss.dtype),
+                         best.exists)
+        n_evals = n_evals + best.exists.sum()
+        # the members' losses (batch losses after the constant fitting) on every row
+        loss = _data_loss(evaluator, pop, data, opts)
+        n_evals = n_evals + Ig * P
+    key, k_mig, k_hof = jax.random.split(state.key, 3)
+    cplx = jax.vmap(lambda p: _complexity_of(p, opts))(pop)
     loss = _with_units(loss, pop, data, opts)
     cost = _cost(loss, cplx, data.baseline, opts)
     g_pop, g_loss, g_cplx = ax.gather_tree(
@@ -817,6 +858,7 @@ def iteration(
             jax.random.fold_in(k_mig, 1), pop, loss, cost, cplx, birth, state.clock, g.pop, g.loss,
             g.complexity, jnp.isfinite(g.loss), opts.fraction_replaced_guesses, data, opts, ax)
 
+    freq_local = evolved.freq_local
     # summed over all islands in one order, so that it is the same on any device count
     freq = state.freq + ax.gather(freq_local - state.freq[None, :]).sum(axis=0)
     total = freq.sum()
@@ -828,3 +870,20 @@ def iteration(
     return new_state, n_evals
 
 
+def iteration(
+    state: SearchState,
+    evaluator: Evaluator,
+    data: SearchData,
+    opts: SearchOptions,
+    curmaxsize: Int[Array, ""],
+    ax: IslandAxis = ONE,
+) -> tuple[SearchState, Float[Array, ""]]:
+    """One PySR iteration on every island (`draw_batch`, `evolve`, `settle` in one
+    program). Returns the new state and the evaluations done.
+
+    Under `shard_map` with `ax` naming the island axis, `state` holds this device's
+    islands and the result is the one-device result's block (see `_islands.py`)."""
+    state, bdata, n_batch = draw_batch(state, evaluator, data, opts, ax)
+    state, n_evals = settle(evolve(state, evaluator, bdata, opts, curmaxsize, ax), evaluator, data,
+                            opts, ax)
+    return state, n_batch + n_evals

@@ -305,6 +305,52 @@ def test_batching_keeps_the_best_children_of_the_iteration_with_their_full_losse
     assert aged_out
 
 
+def test_a_batched_iteration_is_three_programs_with_the_fused_result_and_one_cycle_program():
+    """With `batching` a fit runs `draw_batch`, `evolve` and `settle` as three programs, so
+    that `evolve` (the cycles and the constant fitting, on the batch only) serves fits of
+    any number of rows. The three give the fused iteration's state and evaluations (the
+same members; losses and constants to rounding); a
+    second fit with more rows compiles no `evolve`, and its constant fitting sees only the
+    batch's rows; the population's losses after an iteration are full-data losses."""
+    opts = dataclasses.replace(OPTS, batching=True, batch_size=32)
+    res = run_search(X, Y, opts, evaluator=EVALUATOR, niterations=1, random_state=0)
+    ev = run_mod.get_evaluator(EVALUATOR, OPS)
+    data = search_mod.SearchData(jnp.asarray(X.T.copy()), jnp.asarray(Y), None,
+                                 jnp.asarray(float(np.mean(Y ** 2)), jnp.float32))
+    Xp, opts_p = run_mod._pad_features(X, opts)
+    data = data._replace(Xt=jnp.asarray(Xp.T.copy()), n_features=jnp.int32(2))
+    state = res.state
+    step, _ = run_mod._batched_step(ev, opts_p, state, data)
+    split_state, split_evals = step(state=state, data=data, curmaxsize=jnp.int32(OPTS.maxsize))
+    fused_state, fused_evals = _ITERATION(state, ev, data, opts_p, jnp.int32(OPTS.maxsize))
+    for u, v in zip(jax.tree.leaves(split_state), jax.tree.leaves(fused_state), strict=True):
+        if jax.dtypes.issubdtype(u.dtype, jax.dtypes.prng_key):
+            u, v = jax.random.key_data(u), jax.random.key_data(v)
+        u, v = np.asarray(u), np.asarray(v)
+        if np.issubdtype(u.dtype, np.floating):  # separate programs fuse, and round, apart
+            np.testing.assert_allclose(u, v, rtol=1e-5)
+        else:
+            np.testing.assert_array_equal(u, v)
+    assert float(split_evals) == pytest.approx(float(fused_evals), rel=1e-6)
+    pop = jax.device_get(split_state.pop)
+    loss = np.asarray(split_state.loss)
+    for i, j in [(0, 0), (1, 5), (3, 19)]:
+        if np.isfinite(loss[i, j]):
+            tree = Population(pop.op[i], pop.arg[i], pop.const[i]).tree(j)
+            assert loss[i, j] == pytest.approx(_mse(tree, X, Y), rel=1e-3, abs=1e-5)
+
+    def evolves():
+        return sum(1 for key in run_mod._COMPILED if key[0] is run_mod._EVOLVE)
+
+    before, n_before = evolves(), run_mod.compile_count()
+    rng = np.random.default_rng(1)
+    X2 = rng.uniform(-3, 3, (333, 2)).astype(np.float32)
+    Y2 = (X2[:, 0] ** 2 + 2.5 * np.cos(X2[:, 1])).astype(np.float32)
+    run_search(X2, Y2, opts, evaluator=EVALUATOR, niterations=1, random_state=0)
+    assert evolves() == before >= 1
+    assert run_mod.compile_count() > n_before  # the row-dependent programs are new
+
+
 def test_a_batch_as_large_as_the_data_is_the_data():
     """`batch_size` at or above the number of rows: the search runs on every row, as
     without batching (not on a resample with repeats), with the same result."""
