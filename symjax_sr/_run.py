@@ -152,8 +152,9 @@ _COMPILED: collections.OrderedDict = collections.OrderedDict()
 #: Programs kept across fits. Each holds executable memory (about 2,800 memory maps and
 #: 100 MB for a small search's iteration on XLA:CPU), so the cache is bounded: an evicted
 #: program is freed, JAX's own caches of it too, and its maps are returned. 24 programs
-#: are the (baseline, initial state, iteration) of 8 search configurations; a script that
-#: cycles through more configurations than that compiles again.
+#: are the (baseline, initial state, iteration) of 8 search configurations, or of 4 to 5
+#: batched ones (baseline, initial state, batch draw and settle per number of rows, one
+#: `evolve` shared); a script that cycles through more than that compiles again.
 COMPILED_MAX = 24
 _STATS = {"compiles": 0}
 

@@ -10,9 +10,12 @@ select parents from the population as it was at the start of the cycle, and the
 accepted children then replace the oldest members. Every child of every island is
 evaluated in one batch.
 
-With `batching`, an iteration draws one mini-batch of rows, rescores its population on
-it and compares every child on it; the best child of each complexity is scored on every
-row at the iteration's end for the hall of fame, which only holds full-data losses.
+An iteration is `draw_batch`, `evolve` and `settle`. With `batching`, `draw_batch` draws
+one mini-batch of rows and rescores the population on it; `evolve` compares every child
+and fits constants on it (its program depends on the batch size, not on the number of
+rows, so fits of any size share it); `settle` scores the population and the best child
+of each complexity on every row, for the hall of fame, which only holds full-data losses.
+Without batching the batch is the data.
 """
 
 from __future__ import annotations
