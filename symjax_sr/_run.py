@@ -440,12 +440,13 @@ def run_search(
         state, data = shard_state(state, mesh), replicate(data, mesh)
     if opts.batching:
         step, memory_bytes = _batched_step(ev, opts, state, data, mesh)
-    elif mesh is None:
-        step = _compiled(_ITERATION, ev, opts, state=state, data=data, curmaxsize=jnp.int32(0))
-        memory_bytes = program_bytes(step)
     else:
-        step = _compiled(sharded_iteration, ev, opts, dict(mesh=mesh), state=state, data=data,
-                         curmaxsize=replicate(jnp.int32(0), mesh))
+        if mesh is None:
+            step = _compiled(_ITERATION, ev, opts, state=state, data=data,
+                             curmaxsize=jnp.int32(0))
+        else:
+            step = _compiled(sharded_iteration, ev, opts, dict(mesh=mesh), state=state,
+                             data=data, curmaxsize=replicate(jnp.int32(0), mesh))
         memory_bytes = program_bytes(step)
     check_memory(memory_bytes, **plan)  # before the first iteration, not mid-run
     compile_s = time.perf_counter() - t0

@@ -56,7 +56,10 @@ from ._template import sub_slice
 from ._tree import Population
 from ._units import dimension_violations
 
-__all__ = ["SearchState", "SearchData", "Evolved", "init_state", "iteration", "draw_batch", "evolve", "settle"]
+__all__ = [
+    "SearchState", "SearchData", "Evolved", "init_state", "iteration", "draw_batch", "evolve",
+    "settle",
+]
 
 _WINDOW = 100_000.0  # PySR's adaptive-parsimony window (counts)
 _SIMPLIFY = MUTATIONS.index("simplify")

@@ -25,11 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # Runs in a subprocess with two CPU devices: every iteration's whole state of a search
 # on one device against the same search split over two, for a reference-evaluator
 # search of 4 islands (2 per device: batches of 8 expressions) and a mini-batched
-# switch-evaluator one (batches of 128 of the 200 rows: XLA:CPU picks its kernels by
-# shape, and with 64-row batches the constant fits of half the members on each device
-# round differently in the last bits from the fits of all of them on one, which the
-# search then amplifies; 128 rows, like the 200 before fits used the batch, compile
-# alike); then `search_many` on 3 problems with devices=1 and devices=2
+# switch-evaluator one (batches of 128 of the 200 rows; with 64-row batches the constants
+# fitted on one device and on two differ from the first iteration on, by up to 4% where a
+# fit is flat and 1e-5 in loss, although the split of the fits over devices does not
+# depend on the rows: most likely XLA:CPU kernels chosen by shape rounding apart, which
+# the search amplifies); then `search_many` on 3 problems with devices=1 and devices=2
 # (the problems split 2 + 1, padded with a copy of the last).
 _SAME_SEARCH = r"""
 import json, sys

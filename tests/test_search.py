@@ -309,9 +309,9 @@ def test_a_batched_iteration_is_three_programs_with_the_fused_result_and_one_cyc
     """With `batching` a fit runs `draw_batch`, `evolve` and `settle` as three programs, so
     that `evolve` (the cycles and the constant fitting, on the batch only) serves fits of
     any number of rows. The three give the fused iteration's state and evaluations (the
-same members; losses and constants to rounding); a
-    second fit with more rows compiles no `evolve`, and its constant fitting sees only the
-    batch's rows; the population's losses after an iteration are full-data losses."""
+    same members; losses and constants to rounding); a second fit with more rows compiles
+    no `evolve` (its arguments hold the batch only, so the constant fitting in it sees only
+    the batch); the population's losses after an iteration are full-data losses."""
     opts = dataclasses.replace(OPTS, batching=True, batch_size=32)
     res = run_search(X, Y, opts, evaluator=EVALUATOR, niterations=1, random_state=0)
     ev = run_mod.get_evaluator(EVALUATOR, OPS)
