@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="fit a built-in problem and print the equations")
     d.add_argument("--niterations", type=int, default=100)
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=int, default=1)
     d.add_argument("--populations", type=int, default=31, help="islands (PySR's default 31)")
     d.add_argument("--output-directory", default="outputs")
     f = sub.add_parser("fit", help="fit a CSV file")
