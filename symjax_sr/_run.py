@@ -182,8 +182,7 @@ def _compiled(fn, ev, opts, static: dict | None = None, **dynamic):
     leaves, treedef = jax.tree.flatten(dynamic)
     xla = compiler_options()
     key = (fn, opts, ev, tuple(sorted(static.items())), treedef,
-           tuple((jnp.shape(x), str(jnp.result_type(x))) if not isinstance(x, jax.ShapeDtypeStruct)
-                 else (x.shape, str(x.dtype)) for x in leaves),
+           tuple((jnp.shape(x), str(jnp.result_type(x))) for x in leaves),  # arrays or shapes
            tuple(sorted(xla.items())))
     if key in _COMPILED:
         _COMPILED.move_to_end(key)
