@@ -169,7 +169,7 @@ sharded_iteration = jax.jit(_sharded, static_argnames=("evaluator", "opts", "mes
 
 def _evolved_specs(state, batching: bool) -> Evolved:
     isl = Ps(AXIS)
-    return Evolved(state=state_specs(state), freq_local=isl, seen=Ps() if batching else None,
+    return Evolved(state=state_specs(state), seen=Ps() if batching else None,
                    pop=isl, loss=isl, birth=isl, n_evals=Ps())
 
 

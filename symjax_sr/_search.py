@@ -549,15 +549,17 @@ def _crossovers(key, ma, mb, ca, cb, is_cx, curmaxsize, opts, n_features):
     return child1, child2, back(ok & chosen, False)
 
 
-def _cycle(carry, temperature, *, evaluator, bdata, opts, curmaxsize, ax: IslandAxis = ONE):
+def _cycle(carry, temperature, *, evaluator, bdata, opts, curmaxsize, freq_norm,
+           ax: IslandAxis = ONE):
     """One cycle on every island. Children are scored on `bdata`: the data, or with
-    batching the iteration's mini-batch. Returns the evaluations done on those rows."""
-    state, freq_local, *seen = carry  # `seen`: with batching, the best children per complexity
+    batching the iteration's mini-batch; `freq_norm [C]` is the iteration's normalised
+    complexity frequencies. Returns the evaluations done on those rows."""
+    state, *seen = carry  # `seen`: with batching, the best children per complexity
     I, P = state.loss.shape  # this device's islands
     Ig = I * ax.size
     E = opts.events_per_cycle
     key, k_ev, k_acc, _, k_cx, k_rand = jax.random.split(state.key, 6)
-    freq_norm = freq_local / freq_local.sum(axis=1, keepdims=True)
+    freq_norm = jnp.broadcast_to(freq_norm, (I,) + freq_norm.shape)
     nf = _live_features(bdata, opts)
 
     def island_events(ks, pop_i, cost_i, cplx_i, fn):
@@ -653,10 +655,6 @@ def _cycle(carry, temperature, *, evaluator, bdata, opts, curmaxsize, ax: Island
 
     pop = Population(scatter(state.pop.op, cop), scatter(state.pop.arg, carg),
                      scatter(state.pop.const, cconst))
-    C = freq_local.shape[1]
-    counts = jax.vmap(
-        lambda c, a: jnp.zeros((C,), freq_local.dtype).at[jnp.clip(c.astype(jnp.int32), 0, C - 1)].add(a)
-    )(ccplx, accept.astype(freq_local.dtype))
     new_state = SearchState(
         pop=pop,
         loss=scatter(state.loss, closs),
@@ -670,7 +668,7 @@ def _cycle(carry, temperature, *, evaluator, bdata, opts, curmaxsize, ax: Island
         iteration=state.iteration,
         guesses=state.guesses,
     )
-    return (new_state, freq_local + counts, *seen), n_evals
+    return (new_state, *seen), n_evals
 
 
 # ------------------------------------------------------------------------- end of iteration
@@ -709,13 +707,28 @@ def _migrate(key, pop, loss, cost, cplx, birth, clock, pool, pool_loss, pool_cpl
     )
 
 
+def _move_window(freq: Float[Array, " C"]) -> Float[Array, " C"]:
+    """PySR's window on the frequency counts: above `_WINDOW` counts in all, the same
+    amount comes off every count above 1 (none goes below 1) until `_WINDOW` remain."""
+    def total(t):
+        return jnp.where(freq > 1, jnp.maximum(freq - t, 1.0), freq).sum()
+
+    def halve(_, lohi):  # bisection on the amount taken off: total(t) falls with t
+        lo, hi = lohi
+        mid = 0.5 * (lo + hi)
+        big = total(mid) > _WINDOW
+        return jnp.where(big, mid, lo), jnp.where(big, hi, mid)
+
+    _, t = jax.lax.fori_loop(0, 60, halve, (jnp.zeros((), freq.dtype), freq.max()))
+    return jnp.where(freq.sum() > _WINDOW, jnp.where(freq > 1, jnp.maximum(freq - t, 1.0), freq), freq)
+
+
 class Evolved(NamedTuple):
     """What the cycles and the constant fitting of an iteration (`evolve`) hand to its
     end (`settle`): the search's state after the cycles, and the population after
     simplification and constant fitting."""
 
     state: SearchState
-    freq_local: Float[Array, "I C"]
     seen: HallOfFame | None  # with batching: the best child per complexity, batch losses
     pop: Population
     loss: Float[Array, "I P"]  # without batching: data losses; with it: to be rescored
@@ -762,12 +775,13 @@ def evolve(
         temps = jnp.linspace(1.0, 0.0, opts.ncycles_per_iteration)
     else:
         temps = jnp.ones((opts.ncycles_per_iteration,))
-    freq_local = jnp.broadcast_to(state.freq, (I,) + state.freq.shape)
+    # PySR normalises the frequencies once per iteration: every cycle sees the same
+    freq_norm = state.freq / state.freq.sum()
     body = lambda c, t: _cycle(c, t, evaluator=evaluator, bdata=bdata, opts=opts,  # noqa: E731
-                               curmaxsize=curmaxsize, ax=ax)
+                               curmaxsize=curmaxsize, freq_norm=freq_norm, ax=ax)
     seen = [hof_init(opts.maxsize, opts.length, opts.const_width, bdata.Xt.dtype)
             ] if opts.batching else []
-    (state, freq_local, *seen), cycle_evals = jax.lax.scan(body, (state, freq_local, *seen), temps)
+    (state, *seen), cycle_evals = jax.lax.scan(body, (state, *seen), temps)
     n_evals = cycle_evals.sum()
 
     k_opt, k_mask = jax.random.split(jax.random.fold_in(state.key, _FIT_STREAM))
@@ -807,7 +821,7 @@ def evolve(
         # PySR resets the age of improved members
         birth = jnp.where(ax.local(res.improved).reshape(I, P), state.clock, birth)
         n_evals = n_evals + res.n_evals
-    return Evolved(state, freq_local, seen[0] if seen else None, pop, loss, birth, n_evals)
+    return Evolved(state, seen[0] if seen else None, pop, loss, birth, n_evals)
 
 
 def settle(
@@ -843,6 +857,13 @@ def settle(
     g_pop, g_loss, g_cplx = ax.gather_tree(
         (jax.tree.map(_flat, pop), loss.reshape(-1), cplx.reshape(-1)))
     hof = hof_update(hof, g_pop, g_loss, g_cplx, jnp.ones((Ig * P,), bool))
+    # PySR counts the complexity of every member an island returns (before migration);
+    # counts are whole numbers, so their sum does not depend on the order (or devices)
+    C = state.freq.shape[0]
+    c = g_cplx.astype(jnp.int32)
+    counts = jnp.zeros_like(state.freq).at[jnp.clip(c, 0, C - 1)].add(
+        ((c >= 1) & (c < C)).astype(state.freq.dtype))
+    freq = _move_window(state.freq + counts)
 
     if opts.migration:
         top = jnp.argsort(jnp.where(jnp.isnan(cost), jnp.inf, cost), axis=1)[:, : opts.topn]
@@ -864,11 +885,6 @@ def settle(
             jax.random.fold_in(k_mig, 1), pop, loss, cost, cplx, birth, state.clock, g.pop, g.loss,
             g.complexity, jnp.isfinite(g.loss), opts.fraction_replaced_guesses, data, opts, ax)
 
-    freq_local = evolved.freq_local
-    # summed over all islands in one order, so that it is the same on any device count
-    freq = state.freq + ax.gather(freq_local - state.freq[None, :]).sum(axis=0)
-    total = freq.sum()
-    freq = jnp.where(total > _WINDOW, freq * (_WINDOW / total), freq)
     new_state = SearchState(
         pop=pop, loss=loss, cost=cost, complexity=cplx, birth=birth, freq=freq, hof=hof, key=key,
         clock=state.clock + 1, iteration=state.iteration + 1, guesses=state.guesses,
