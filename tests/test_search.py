@@ -461,9 +461,9 @@ def test_frequency_window_takes_the_excess_off_as_pysr_does(seed):
 
 
 def test_frequencies_count_the_members_each_iteration_returns():
-    """As SymbolicRegression.jl: the cycles of an iteration see one normalised snapshot
-    of the complexity frequencies, and the iteration then counts the complexity of every
-    member it returns (without migration, the new population)."""
+    """As SymbolicRegression.jl: an iteration adds the complexity of every member it
+    returns (without migration, the new population) to the frequencies, once; the cycles
+    only read a snapshot of them (`evolve`), so nothing else is counted."""
     opts = dataclasses.replace(OPTS, migration=False, hof_migration=False)
     res = run_search(X, Y, opts, evaluator=EVALUATOR, niterations=2, random_state=0)
     before = np.asarray(res.state.freq)
