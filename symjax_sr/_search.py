@@ -559,19 +559,17 @@ def _cycle(carry, temperature, *, evaluator, bdata, opts, curmaxsize, freq_norm,
     Ig = I * ax.size
     E = opts.events_per_cycle
     key, k_ev, k_acc, _, k_cx, k_rand = jax.random.split(state.key, 6)
-    freq_norm = jnp.broadcast_to(freq_norm, (I,) + freq_norm.shape)
     nf = _live_features(bdata, opts)
 
-    def island_events(ks, pop_i, cost_i, cplx_i, fn):
+    def island_events(ks, pop_i, cost_i, cplx_i):
         return jax.vmap(
-            lambda kk: _event(kk, pop_i, cost_i, cplx_i, fn, temperature, curmaxsize, opts, nf)
+            lambda kk: _event(kk, pop_i, cost_i, cplx_i, freq_norm, temperature, curmaxsize, opts,
+                              nf)
         )(ks)
 
     # every event's key in one split (each split site is a hash loop of its own)
     mut, m_ok, is_cx, parent, other, kind = jax.vmap(island_events)(
-        ax.local(jax.random.split(k_ev, (Ig, E))), state.pop, state.cost, state.complexity,
-        freq_norm
-    )
+        ax.local(jax.random.split(k_ev, (Ig, E))), state.pop, state.cost, state.complexity)
     is_rand = kind == _RANDOMIZE
     # the rare events are compacted over all islands: every device makes all of them
     r_child, r_ok = _randomized(k_rand, ax.gather(is_rand), curmaxsize, opts,
@@ -621,12 +619,12 @@ def _cycle(carry, temperature, *, evaluator, bdata, opts, curmaxsize, freq_norm,
         delta = ccost[:, :E] - parent_cost
         prob = jnp.where(delta <= 0, 1.0, jnp.exp(-delta / (temperature * opts.alpha)))
     if opts.use_frequency:
-        C = freq_norm.shape[1]
+        C = freq_norm.shape[0]
 
         def f(cx):
             ci = cx.astype(jnp.int32)
             inside = (ci > 0) & (ci < C)
-            return jnp.where(inside, jnp.take_along_axis(freq_norm, jnp.clip(ci, 0, C - 1), axis=1), 1e-6)
+            return jnp.where(inside, freq_norm[jnp.clip(ci, 0, C - 1)], 1e-6)
 
         prob = prob * f(parent_cplx) / f(ccplx[:, :E])
     accept_mut = (prob >= ax.local(jax.random.uniform(k_acc, (Ig,) + prob.shape[1:]))) & ok1
@@ -710,17 +708,17 @@ def _migrate(key, pop, loss, cost, cplx, birth, clock, pool, pool_loss, pool_cpl
 def _move_window(freq: Float[Array, " C"]) -> Float[Array, " C"]:
     """PySR's window on the frequency counts: above `_WINDOW` counts in all, the same
     amount comes off every count above 1 (none goes below 1) until `_WINDOW` remain."""
-    def total(t):
-        return jnp.where(freq > 1, jnp.maximum(freq - t, 1.0), freq).sum()
+    def taken(t):  # every count above 1 less `t`, floored at 1
+        return jnp.where(freq > 1, jnp.maximum(freq - t, 1.0), freq)
 
-    def halve(_, lohi):  # bisection on the amount taken off: total(t) falls with t
+    def halve(_, lohi):  # bisection on the amount taken off: the total falls with it
         lo, hi = lohi
         mid = 0.5 * (lo + hi)
-        big = total(mid) > _WINDOW
+        big = taken(mid).sum() > _WINDOW
         return jnp.where(big, mid, lo), jnp.where(big, hi, mid)
 
     _, t = jax.lax.fori_loop(0, 60, halve, (jnp.zeros((), freq.dtype), freq.max()))
-    return jnp.where(freq.sum() > _WINDOW, jnp.where(freq > 1, jnp.maximum(freq - t, 1.0), freq), freq)
+    return jnp.where(freq.sum() > _WINDOW, taken(t), freq)
 
 
 class Evolved(NamedTuple):
@@ -861,8 +859,8 @@ def settle(
     # counts are whole numbers, so their sum does not depend on the order (or devices)
     C = state.freq.shape[0]
     c = g_cplx.astype(jnp.int32)
-    counts = jnp.zeros_like(state.freq).at[jnp.clip(c, 0, C - 1)].add(
-        ((c >= 1) & (c < C)).astype(state.freq.dtype))
+    inside = (c >= 1) & (c < C)
+    counts = jnp.bincount(jnp.where(inside, c, 0), weights=inside.astype(state.freq.dtype), length=C)
     freq = _move_window(state.freq + counts)
 
     if opts.migration:
