@@ -432,6 +432,31 @@ def test_tournament_picks_distinct_uniform_members_by_geometric_rank(P, n, p):
     assert np.all(np.abs(got - expect) <= 5 * sd + 1e-12), (got, expect)
 
 
+
+@pytest.mark.parametrize("P, n, p", [(27, 15, 0.982), (27, 15, 1.0), (5, 5, 0.5), (40, 3, 0.3)])
+def test_tournament_without_sorting_picks_what_the_sorts_pick(P, n, p, monkeypatch):
+    # Up to `_PAIRWISE_MAX` members the tournament orders by pairwise comparisons; the
+    # reference is the same draw ordered by `top_k` and a stable `argsort`, on costs with
+    # ties, inf and NaN (read as inf), with the frequency adjustment on
+    opts = dataclasses.replace(OPTS, population_size=P, tournament_selection_n=n,
+                               tournament_selection_p=p, topn=min(P, OPTS.topn))
+    rng = np.random.default_rng(P + n)
+    cost = jnp.asarray(rng.choice([0.5, 1.0, 2.0, np.inf, np.nan], size=P), jnp.float32)
+    cplx = jnp.asarray(rng.integers(1, 8, P), jnp.float32)
+    freq = jnp.asarray(rng.dirichlet(np.ones(opts.maxsize + 1)), jnp.float32)
+    keys = jax.random.split(jax.random.key(P), 5000)
+
+    def picks():
+        return np.asarray(jax.jit(jax.vmap(
+            lambda k: search_mod._tournament(k, cost, cplx, freq, opts)))(keys))
+
+    assert P <= search_mod._PAIRWISE_MAX
+    pairwise = picks()
+    monkeypatch.setattr(search_mod, "_PAIRWISE_MAX", 0)
+    sorted_ = picks()
+    np.testing.assert_array_equal(pairwise, sorted_)
+    assert len(np.unique(pairwise)) > 1
+
 def _pysr_move_window(freq, window):
     """SymbolicRegression.jl's `move_window!`, transcribed: take the excess off the
     counts above 1, equally, never below 1."""
