@@ -432,7 +432,6 @@ def test_tournament_picks_distinct_uniform_members_by_geometric_rank(P, n, p):
     assert np.all(np.abs(got - expect) <= 5 * sd + 1e-12), (got, expect)
 
 
-
 @pytest.mark.parametrize("P, n, p", [(27, 15, 0.982), (27, 15, 1.0), (5, 5, 0.5), (40, 3, 0.3)])
 def test_tournament_without_sorting_picks_what_the_sorts_pick(P, n, p, monkeypatch):
     # Up to `_PAIRWISE_MAX` members the tournament orders by pairwise comparisons; the
@@ -456,6 +455,7 @@ def test_tournament_without_sorting_picks_what_the_sorts_pick(P, n, p, monkeypat
     sorted_ = picks()
     np.testing.assert_array_equal(pairwise, sorted_)
     assert len(np.unique(pairwise)) > 1
+
 
 def _pysr_move_window(freq, window):
     """SymbolicRegression.jl's `move_window!`, transcribed: take the excess off the
