@@ -311,51 +311,45 @@ def init_state(key, evaluator: Evaluator, data: SearchData, opts: SearchOptions,
 # ----------------------------------------------------------------------------- one cycle
 
 
-#: Largest population whose tournament ranks by pairwise comparison instead of sorting.
+#: Longest vector that `_stable_order` orders by pairwise comparison instead of sorting.
 _PAIRWISE_MAX = 64
 
 
-def _before(a):
-    """`[m, m]` whether element i comes before element j in `a`'s stable ascending order."""
+def _stable_order(a):
+    """`jnp.argsort(a)` (stable). Up to `_PAIRWISE_MAX` elements it is computed from
+    pairwise comparisons (each element's position is the number of elements before it),
+    as on XLA:CPU a sort of a few dozen values costs several microseconds per call."""
     m = a.shape[0]
-    earlier = jnp.arange(m)[:, None] < jnp.arange(m)[None, :]
-    return (a[:, None] < a[None, :]) | ((a[:, None] == a[None, :]) & earlier)
+    if m > _PAIRWISE_MAX:
+        return jnp.argsort(a)
+    i = jnp.arange(m, dtype=jnp.int32)
+    before = (a[:, None] < a[None, :]) | ((a[:, None] == a[None, :]) & (i[:, None] < i[None, :]))
+    return jnp.zeros((m,), jnp.int32).at[before.sum(axis=0)].set(i)
 
 
 def _tournament(key, cost, cplx, freq_norm, opts: SearchOptions):
     """PySR's tournament: n distinct members, rank k chosen with weight p(1-p)^k.
 
     One uniform draw serves both choices (a split key would be a hash loop per call
-    site under `vmap`): the n largest of P uniforms are a uniformly random n-subset,
-    and one more uniform picks the rank by inverting the truncated geometric
-    distribution. On XLA:CPU a sort of a few dozen values costs several microseconds
-    per call, so up to `_PAIRWISE_MAX` members both orders come from pairwise
-    comparisons instead (the same picks as `top_k` and a stable `argsort`)."""
+    site under `vmap`): the members at the n largest of P uniforms are a uniformly random
+    n-subset, and one more uniform picks the rank by inverting the truncated geometric
+    distribution. Both orders are `_stable_order`'s (no sort at PySR's sizes)."""
     P = cost.shape[0]
     n = opts.tournament_selection_n
     u = jax.random.uniform(key, (P + 1,))
-    if P <= _PAIRWISE_MAX:
-        # position of each member among the uniforms, largest first (top_k's order)
-        pos = _before(-u[:P]).sum(axis=0)
-        members = jnp.zeros((n,), jnp.int32).at[pos].set(jnp.arange(P, dtype=jnp.int32),
-                                                         mode="drop")
-    else:
-        members = jax.lax.top_k(u[:P], n)[1]
+    members = _stable_order(-u[:P])[:n]  # largest first, ties by index: `top_k`'s order
     adjusted = cost[members]
     if opts.use_frequency_in_tournament:
         c = jnp.clip(cplx[members].astype(jnp.int32), 0, freq_norm.shape[0] - 1)
         adjusted = adjusted * jnp.exp(opts.adaptive_parsimony_scaling * freq_norm[c])
-    adjusted = jnp.where(jnp.isnan(adjusted), jnp.inf, adjusted)
+    order = _stable_order(jnp.where(jnp.isnan(adjusted), jnp.inf, adjusted))
     p = opts.tournament_selection_p
     if p >= 1.0:
-        rank = 0
-    else:
-        cdf = np.cumsum((1.0 - p) ** np.arange(n))
-        cdf = jnp.asarray(cdf / cdf[-1], jnp.float32)
-        rank = jnp.minimum((cdf < u[P]).sum(), n - 1)
-    if P <= _PAIRWISE_MAX:
-        return members[jnp.argmax(_before(adjusted).sum(axis=0) == rank)]
-    return members[jnp.argsort(adjusted)[rank]]
+        return members[order[0]]
+    cdf = np.cumsum((1.0 - p) ** np.arange(n))
+    cdf = jnp.asarray(cdf / cdf[-1], jnp.float32)
+    rank = jnp.minimum((cdf < u[P]).sum(), n - 1)
+    return members[order[rank]]
 
 
 def _param_free(t: Nodes, opts: SearchOptions):

@@ -432,11 +432,28 @@ def test_tournament_picks_distinct_uniform_members_by_geometric_rank(P, n, p):
     assert np.all(np.abs(got - expect) <= 5 * sd + 1e-12), (got, expect)
 
 
-@pytest.mark.parametrize("P, n, p", [(27, 15, 0.982), (27, 15, 1.0), (5, 5, 0.5), (40, 3, 0.3)])
-def test_tournament_without_sorting_picks_what_the_sorts_pick(P, n, p, monkeypatch):
-    # Up to `_PAIRWISE_MAX` members the tournament orders by pairwise comparisons; the
-    # reference is the same draw ordered by `top_k` and a stable `argsort`, on costs with
-    # ties, inf and NaN (read as inf), with the frequency adjustment on
+def _sorted_tournament(key, cost, cplx, freq_norm, opts):
+    """The tournament as it was written with sorts (`top_k`, then a stable `argsort`)."""
+    P, n = cost.shape[0], opts.tournament_selection_n
+    u = jax.random.uniform(key, (P + 1,))
+    members = jax.lax.top_k(u[:P], n)[1]
+    c = jnp.clip(cplx[members].astype(jnp.int32), 0, freq_norm.shape[0] - 1)
+    adjusted = cost[members] * jnp.exp(opts.adaptive_parsimony_scaling * freq_norm[c])
+    order = jnp.argsort(jnp.where(jnp.isnan(adjusted), jnp.inf, adjusted), stable=True)
+    p = opts.tournament_selection_p
+    if p >= 1.0:
+        return members[order[0]]
+    cdf = np.cumsum((1.0 - p) ** np.arange(n))
+    rank = jnp.minimum((jnp.asarray(cdf / cdf[-1], jnp.float32) < u[P]).sum(), n - 1)
+    return members[order[rank]]
+
+
+@pytest.mark.parametrize("P, n, p", [(27, 15, 0.982), (27, 15, 1.0), (5, 5, 0.5), (40, 3, 0.3),
+                                     (100, 15, 0.9)])
+def test_tournament_without_sorting_picks_what_the_sorts_pick(P, n, p):
+    # Up to `_PAIRWISE_MAX` members the tournament orders by pairwise comparisons (above
+    # it by `argsort`); the reference is the same draw ordered by `top_k` and a stable
+    # `argsort`, on costs with ties, inf and NaN (read as inf), frequency adjustment on
     opts = dataclasses.replace(OPTS, population_size=P, tournament_selection_n=n,
                                tournament_selection_p=p, topn=min(P, OPTS.topn))
     rng = np.random.default_rng(P + n)
@@ -445,15 +462,11 @@ def test_tournament_without_sorting_picks_what_the_sorts_pick(P, n, p, monkeypat
     freq = jnp.asarray(rng.dirichlet(np.ones(opts.maxsize + 1)), jnp.float32)
     keys = jax.random.split(jax.random.key(P), 5000)
 
-    def picks():
-        return np.asarray(jax.jit(jax.vmap(
-            lambda k: search_mod._tournament(k, cost, cplx, freq, opts)))(keys))
+    def picks(tournament):
+        return np.asarray(jax.jit(jax.vmap(lambda k: tournament(k, cost, cplx, freq, opts)))(keys))
 
-    assert P <= search_mod._PAIRWISE_MAX
-    pairwise = picks()
-    monkeypatch.setattr(search_mod, "_PAIRWISE_MAX", 0)
-    sorted_ = picks()
-    np.testing.assert_array_equal(pairwise, sorted_)
+    pairwise = picks(search_mod._tournament)
+    np.testing.assert_array_equal(pairwise, picks(_sorted_tournament))
     assert len(np.unique(pairwise)) > 1
 
 
