@@ -44,6 +44,8 @@ from ._search import (
     baseline_loss,
     draw_batch,
     evolve,
+    init_evaluated,
+    init_islands,
     init_state,
     iteration,
     settle,
@@ -146,15 +148,20 @@ _DRAW = jax.jit(draw_batch, static_argnames=("evaluator", "opts"))
 _EVOLVE = jax.jit(evolve, static_argnames=("evaluator", "opts"))
 _SETTLE = jax.jit(settle, static_argnames=("evaluator", "opts"))
 _INIT = jax.jit(init_state, static_argnames=("evaluator", "opts"))
+# plain expressions without guesses start in two programs: the random islands, which do
+# not see the data (one program for every number of rows), then their scores on the data
+_INIT_ISLANDS = jax.jit(init_islands, static_argnames=("evaluator", "opts"))
+_INIT_EVALUATED = jax.jit(init_evaluated, static_argnames=("evaluator", "opts"))
 _BASELINE = jax.jit(baseline_loss, static_argnames=("evaluator", "opts"))
 
 _COMPILED: collections.OrderedDict = collections.OrderedDict()
 #: Programs kept across fits. Each holds executable memory (about 2,800 memory maps and
 #: 100 MB for a small search's iteration on XLA:CPU), so the cache is bounded: an evicted
 #: program is freed, JAX's own caches of it too, and its maps are returned. 24 programs
-#: are the (baseline, initial state, iteration) of 8 search configurations, or of 4 to 5
-#: batched ones (baseline, initial state, batch draw and settle per number of rows, one
-#: `evolve` shared); a script that cycles through more than that compiles again.
+#: are the (baseline, initial islands, their scores, iteration) of 6 search
+#: configurations, or of 4 batched ones (baseline, their scores, batch draw and settle per
+#: number of rows; the initial islands and `evolve` shared); a script that cycles through
+#: more than that compiles again.
 COMPILED_MAX = 24
 _STATS = {"compiles": 0}
 
@@ -430,7 +437,15 @@ def run_search(
                              impl=prng_impl(devices))
         init = dict(key=key, data=data, curmaxsize=jnp.int32(_cur_maxsize(opts, 0, niterations)),
                     seeds=None if seeds is None else jax.tree.map(lambda a: jnp.asarray(a), seeds))
-        make = _compiled(_INIT, ev, opts, **init)
+        if seeds is None and template is None and not opts.n_params:
+            first = dict(key=key, n_live=jnp.asarray(
+                opts.n_features if data.n_features is None else data.n_features, jnp.int32),
+                         like=jnp.zeros((), dtype))
+            pops, key = _compiled(_INIT_ISLANDS, ev, opts, **first)(**first)
+            init = dict(key=key, pops=pops, data=data, curmaxsize=init["curmaxsize"])
+            make = _compiled(_INIT_EVALUATED, ev, opts, **init)
+        else:
+            make = _compiled(_INIT, ev, opts, **init)
         check_memory(program_bytes(make), **plan)
         state = make(**init)
     if mesh is None:

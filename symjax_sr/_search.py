@@ -257,23 +257,56 @@ def _fitted_seeds(key, evaluator: Evaluator, seeds: Population, data: SearchData
     ).pop
 
 
+def _random_islands(k_pop, opts: SearchOptions, n_live, dtype) -> Population:
+    """`init_state`'s random islands of plain expressions."""
+    I, P, L, K = opts.populations, opts.population_size, opts.length, opts.const_slots
+    return jax.vmap(
+        lambda k: random_population(
+            k, P, opts.operators, n_live, L, K, min_size=1, max_size=min(opts.maxsize, 7),
+            maxdepth=opts.maxdepth, dtype=dtype,
+        )
+    )(jax.random.split(k_pop, I))
+
+
+def init_islands(key, evaluator: Evaluator, n_live: Int[Array, ""], like: Float[Array, ""],
+                 opts: SearchOptions) -> tuple[Population, PRNGKeyArray]:
+    """The first step of `init_state` for plain expressions without guesses: the random
+    islands (`like` gives the dtype). It does not see the data, so one compiled program
+    serves fits of every number of rows; `init_evaluated` finishes on the data."""
+    del evaluator
+    k_pop, key = jax.random.split(key)
+    return _random_islands(k_pop, opts, n_live, like.dtype), key
+
+
+def init_evaluated(key, pops: Population, evaluator: Evaluator, data: SearchData,
+                   opts: SearchOptions, curmaxsize, guesses: GuessPool | None = None) -> SearchState:
+    """The rest of `init_state`: the islands scored on the data, and the hall of fame."""
+    I, P, L = opts.populations, opts.population_size, opts.length
+    loss = _evaluate_flat(evaluator, pops, data, opts)
+    cplx = jax.vmap(lambda p: _complexity_of(p, opts))(pops)
+    loss = jnp.where(cplx <= curmaxsize, loss, jnp.inf)
+    hof = hof_init(opts.maxsize, L, opts.const_width, data.Xt.dtype)
+    hof = hof_update(hof, jax.tree.map(_flat, pops), loss.reshape(-1), cplx.reshape(-1),
+                     jnp.ones((I * P,), bool))
+    return SearchState(
+        pop=pops, loss=loss, cost=_cost(loss, cplx, data.baseline, opts), complexity=cplx,
+        birth=jnp.tile(jnp.arange(P, dtype=jnp.int32), (I, 1)),
+        freq=jnp.ones((opts.maxsize + 1,), jnp.float32),
+        hof=hof, key=key, clock=jnp.int32(P), iteration=jnp.int32(0), guesses=guesses,
+    )
+
+
 def init_state(key, evaluator: Evaluator, data: SearchData, opts: SearchOptions, curmaxsize,
                seeds: Population | None = None) -> SearchState:
     """Random islands of small trees (PySR starts from ~3 random operators), evaluated.
     `seeds` (PySR's `guesses`) replace the first members of every island."""
-    I, P, L, K = opts.populations, opts.population_size, opts.length, opts.const_slots
+    I, P, K = opts.populations, opts.population_size, opts.const_slots
     k_pop, key = jax.random.split(key)
-    keys = jax.random.split(k_pop, I)
-    init_size = min(opts.maxsize, 7)
     if opts.template is None:
-        pops = jax.vmap(
-            lambda k: random_population(
-                k, P, opts.operators, _live_features(data, opts), L, K, min_size=1,
-                max_size=init_size, maxdepth=opts.maxdepth, dtype=data.Xt.dtype,
-            )
-        )(keys)
+        pops = _random_islands(k_pop, opts, _live_features(data, opts), data.Xt.dtype)
     else:  # each sub-tree small, over its own arguments
-        size = max(1, min(init_size, opts.maxsize // opts.n_sub))
+        keys = jax.random.split(k_pop, I)
+        size = max(1, min(min(opts.maxsize, 7), opts.maxsize // opts.n_sub))
         subs = [jax.vmap(
             lambda k, a=a, s=s: random_population(
                 jax.random.fold_in(k, s), P, opts.operators, a, opts.sub_length, K, min_size=1,
@@ -294,18 +327,7 @@ def init_state(key, evaluator: Evaluator, data: SearchData, opts: SearchOptions,
                             pops, fitted)
         guesses = GuessPool(fitted, _evaluate_flat(evaluator, fitted, data, opts),
                             _complexity_of(fitted, opts))
-    loss = _evaluate_flat(evaluator, pops, data, opts)
-    cplx = jax.vmap(lambda p: _complexity_of(p, opts))(pops)
-    loss = jnp.where(cplx <= curmaxsize, loss, jnp.inf)
-    hof = hof_init(opts.maxsize, L, opts.const_width, data.Xt.dtype)
-    hof = hof_update(hof, jax.tree.map(_flat, pops), loss.reshape(-1), cplx.reshape(-1),
-                     jnp.ones((I * P,), bool))
-    return SearchState(
-        pop=pops, loss=loss, cost=_cost(loss, cplx, data.baseline, opts), complexity=cplx,
-        birth=jnp.tile(jnp.arange(P, dtype=jnp.int32), (I, 1)),
-        freq=jnp.ones((opts.maxsize + 1,), jnp.float32),
-        hof=hof, key=key, clock=jnp.int32(P), iteration=jnp.int32(0), guesses=guesses,
-    )
+    return init_evaluated(key, pops, evaluator, data, opts, curmaxsize, guesses)
 
 
 # ----------------------------------------------------------------------------- one cycle

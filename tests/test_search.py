@@ -308,6 +308,32 @@ def test_batching_keeps_the_best_children_of_the_iteration_with_their_full_losse
     assert aged_out
 
 
+def test_a_fit_starts_from_islands_drawn_without_the_data_as_init_state_does():
+    """A plain search starts in two programs, the random islands (no data among their
+    arguments, so one compiled program serves every number of rows) and then their scores
+    and hall of fame on the data: the state `init_state` makes in one program, with the
+    same members and keys, and the losses to rounding (separate programs fuse apart)."""
+    ev = run_mod.get_evaluator(EVALUATOR, OPS)
+    Xp, opts = run_mod._pad_features(X, OPTS)
+    data = search_mod.SearchData(jnp.asarray(Xp.T.copy()), jnp.asarray(Y), None,
+                                 jnp.asarray(float(np.mean(Y ** 2)), jnp.float32), jnp.int32(2))
+    cur = jnp.int32(OPTS.maxsize)
+    for seed in (0, 3):
+        key = jax.random.key(seed)
+        fused = run_mod._INIT(key, ev, data, opts, cur)
+        pops, k2 = run_mod._INIT_ISLANDS(key, ev, jnp.int32(2), jnp.zeros((), jnp.float32), opts)
+        split = run_mod._INIT_EVALUATED(k2, pops, ev, data, opts, cur)
+        assert np.isfinite(np.asarray(split.loss)).any()
+        for u, v in zip(jax.tree.leaves(split), jax.tree.leaves(fused), strict=True):
+            if jax.dtypes.issubdtype(u.dtype, jax.dtypes.prng_key):
+                u, v = jax.random.key_data(u), jax.random.key_data(v)
+            u, v = np.asarray(u), np.asarray(v)
+            if np.issubdtype(u.dtype, np.floating):
+                np.testing.assert_allclose(u, v, rtol=1e-6, atol=1e-30)
+            else:
+                np.testing.assert_array_equal(u, v)
+
+
 def test_a_batched_iteration_is_three_programs_with_the_fused_result_and_one_cycle_program():
     """With `batching` a fit runs `draw_batch`, `evolve` and `settle` as three programs, so
     that `evolve` (the cycles and the constant fitting, on the batch only) serves fits of
