@@ -41,6 +41,7 @@ from ._rewrite import rewrite_entries
 from ._search import (
     SearchData,
     SearchState,
+    _live_features,
     baseline_loss,
     draw_batch,
     evolve,
@@ -150,7 +151,7 @@ _SETTLE = jax.jit(settle, static_argnames=("evaluator", "opts"))
 _INIT = jax.jit(init_state, static_argnames=("evaluator", "opts"))
 # plain expressions without guesses start in two programs: the random islands, which do
 # not see the data (one program for every number of rows), then their scores on the data
-_INIT_ISLANDS = jax.jit(init_islands, static_argnames=("evaluator", "opts"))
+_INIT_ISLANDS = jax.jit(init_islands, static_argnames=("evaluator", "opts", "dtype"))
 _INIT_EVALUATED = jax.jit(init_evaluated, static_argnames=("evaluator", "opts"))
 _BASELINE = jax.jit(baseline_loss, static_argnames=("evaluator", "opts"))
 
@@ -438,10 +439,9 @@ def run_search(
         init = dict(key=key, data=data, curmaxsize=jnp.int32(_cur_maxsize(opts, 0, niterations)),
                     seeds=None if seeds is None else jax.tree.map(lambda a: jnp.asarray(a), seeds))
         if seeds is None and template is None and not opts.n_params:
-            first = dict(key=key, n_live=jnp.asarray(
-                opts.n_features if data.n_features is None else data.n_features, jnp.int32),
-                         like=jnp.zeros((), dtype))
-            pops, key = _compiled(_INIT_ISLANDS, ev, opts, **first)(**first)
+            first = dict(key=key, n_live=jnp.asarray(_live_features(data, opts), jnp.int32))
+            static = dict(dtype=np.dtype(dtype))
+            pops, key = _compiled(_INIT_ISLANDS, ev, opts, static, **first)(**first)
             init = dict(key=key, pops=pops, data=data, curmaxsize=init["curmaxsize"])
             make = _compiled(_INIT_EVALUATED, ev, opts, **init)
         else:

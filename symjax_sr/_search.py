@@ -257,25 +257,31 @@ def _fitted_seeds(key, evaluator: Evaluator, seeds: Population, data: SearchData
     ).pop
 
 
+def _init_size(opts: SearchOptions) -> int:
+    """Largest starting tree (PySR starts from ~3 random operators)."""
+    return min(opts.maxsize, 7)
+
+
 def _random_islands(k_pop, opts: SearchOptions, n_live, dtype) -> Population:
     """`init_state`'s random islands of plain expressions."""
     I, P, L, K = opts.populations, opts.population_size, opts.length, opts.const_slots
     return jax.vmap(
         lambda k: random_population(
-            k, P, opts.operators, n_live, L, K, min_size=1, max_size=min(opts.maxsize, 7),
+            k, P, opts.operators, n_live, L, K, min_size=1, max_size=_init_size(opts),
             maxdepth=opts.maxdepth, dtype=dtype,
         )
     )(jax.random.split(k_pop, I))
 
 
-def init_islands(key, evaluator: Evaluator, n_live: Int[Array, ""], like: Float[Array, ""],
-                 opts: SearchOptions) -> tuple[Population, PRNGKeyArray]:
+def init_islands(key, evaluator: Evaluator, n_live: Int[Array, ""], opts: SearchOptions,
+                 dtype) -> tuple[Population, PRNGKeyArray]:
     """The first step of `init_state` for plain expressions without guesses: the random
-    islands (`like` gives the dtype). It does not see the data, so one compiled program
-    serves fits of every number of rows; `init_evaluated` finishes on the data."""
+    islands. It does not see the data, so one compiled program serves fits of every number
+    of rows; `init_evaluated` finishes on the data. (`evaluator` is unused: the search's
+    programs all take it.)"""
     del evaluator
     k_pop, key = jax.random.split(key)
-    return _random_islands(k_pop, opts, n_live, like.dtype), key
+    return _random_islands(k_pop, opts, n_live, dtype), key
 
 
 def init_evaluated(key, pops: Population, evaluator: Evaluator, data: SearchData,
@@ -306,7 +312,7 @@ def init_state(key, evaluator: Evaluator, data: SearchData, opts: SearchOptions,
         pops = _random_islands(k_pop, opts, _live_features(data, opts), data.Xt.dtype)
     else:  # each sub-tree small, over its own arguments
         keys = jax.random.split(k_pop, I)
-        size = max(1, min(min(opts.maxsize, 7), opts.maxsize // opts.n_sub))
+        size = max(1, min(_init_size(opts), opts.maxsize // opts.n_sub))
         subs = [jax.vmap(
             lambda k, a=a, s=s: random_population(
                 jax.random.fold_in(k, s), P, opts.operators, a, opts.sub_length, K, min_size=1,

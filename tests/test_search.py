@@ -321,7 +321,7 @@ def test_a_fit_starts_from_islands_drawn_without_the_data_as_init_state_does():
     for seed in (0, 3):
         key = jax.random.key(seed)
         fused = run_mod._INIT(key, ev, data, opts, cur)
-        pops, k2 = run_mod._INIT_ISLANDS(key, ev, jnp.int32(2), jnp.zeros((), jnp.float32), opts)
+        pops, k2 = run_mod._INIT_ISLANDS(key, ev, jnp.int32(2), opts, np.dtype(np.float32))
         split = run_mod._INIT_EVALUATED(k2, pops, ev, data, opts, cur)
         assert np.isfinite(np.asarray(split.loss)).any()
         for u, v in zip(jax.tree.leaves(split), jax.tree.leaves(fused), strict=True):
