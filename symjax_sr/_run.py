@@ -285,27 +285,34 @@ def _finish(entries: list[HofEntry], opts: SearchOptions, X, y, weights, units) 
     return rewrite_entries(entries, X, y, weights, opts)
 
 
-def _batched_step(ev, opts: SearchOptions, state, data, mesh=None):
+def _batched_step(ev, opts: SearchOptions, state, data, mesh=None, whole_batch=False):
     """A batched search's iteration as `draw_batch`, `evolve` and `settle`, compiled apart
     so that fits with other numbers of rows reuse `evolve`, which only sees the batch
-    (most of the compilation). Returns the step and the largest program's memory."""
+    (most of the compilation). With `whole_batch` the data (`batch_size` rows, padded at
+    weight 0) is the batch: no draw, and the members' losses are already on it. Returns
+    the step and the largest program's memory."""
     if mesh is None:
         programs, static, cur = (_DRAW, _EVOLVE, _SETTLE), {}, jnp.int32(0)
     else:
         programs = (sharded_draw, sharded_evolve, sharded_settle)
         static, cur = dict(mesh=mesh), replicate(jnp.int32(0), mesh)
-    draw = _compiled(programs[0], ev, opts, static, state=state, data=data)
-    _, bdata, _ = draw.out_info
+    if whole_batch:
+        draw, bdata = None, data
+    else:
+        draw = _compiled(programs[0], ev, opts, static, state=state, data=data)
+        _, bdata, _ = draw.out_info
     grow = _compiled(programs[1], ev, opts, static, state=state, bdata=bdata, curmaxsize=cur)
     finish = _compiled(programs[2], ev, opts, static, evolved=grow.out_info, data=data)
 
     def step(state, data, curmaxsize):
+        if draw is None:
+            return finish(evolved=grow(state=state, bdata=data, curmaxsize=curmaxsize), data=data)
         state, bdata, n_batch = draw(state=state, data=data)
         state, n_evals = finish(evolved=grow(state=state, bdata=bdata, curmaxsize=curmaxsize),
                                 data=data)
         return state, n_batch + n_evals
 
-    sizes = [program_bytes(c) for c in (draw, grow, finish)]
+    sizes = [program_bytes(c) for c in (draw, grow, finish) if c is not None]
     return step, None if None in sizes else max(sizes)
 
 
@@ -407,11 +414,18 @@ def run_search(
     # (it sees every row of the prediction); with a `loss_function_expression` (it sees
     # the data) neither rows nor features are padded.
     n_rows = X.shape[0]
-    if opts.batching and opts.batch_size >= n_rows:  # a batch would be every row, resampled
-        opts = dataclasses.replace(opts, batching=False)
     sees_data = opts.loss_function_expression is not None
-    if not opts.batching and opts.loss_function is None and not sees_data:
-        X, y, weights = _pad_rows(X, y, weights, padded_rows(X.shape[0]))
+    pads = opts.loss_function is None and not sees_data
+    # At most `batch_size` rows with batching: the batch is every row (not a resample with
+    # repeats), padded to `batch_size`, so that the batched programs' `evolve`, most of the
+    # compilation, is the one fits of more rows run. A loss that sees every row is not padded:
+    # there the search runs unbatched.
+    whole_batch = opts.batching and opts.batch_size >= n_rows and pads
+    if opts.batching and opts.batch_size >= n_rows and not pads:
+        opts = dataclasses.replace(opts, batching=False)
+    if whole_batch or (not opts.batching and pads):
+        n_pad = opts.batch_size if whole_batch else padded_rows(X.shape[0])
+        X, y, weights = _pad_rows(X, y, weights, n_pad)
     n_real = opts.n_features
     if not sees_data and not opts.n_params and template is None:
         X, opts = _pad_features(X, opts)
@@ -453,7 +467,7 @@ def run_search(
     else:
         state, data = shard_state(state, mesh), replicate(data, mesh)
     if opts.batching:
-        step, memory_bytes = _batched_step(ev, opts, state, data, mesh)
+        step, memory_bytes = _batched_step(ev, opts, state, data, mesh, whole_batch)
     else:
         if mesh is None:
             step = _compiled(_ITERATION, ev, opts, state=state, data=data,

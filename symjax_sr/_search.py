@@ -790,8 +790,11 @@ def draw_batch(
         return state, data, jnp.asarray(0.0, data.Xt.dtype)
     n = data.Xt.shape[1]
     idx = jax.random.randint(jax.random.fold_in(state.key, _BATCH_STREAM), (opts.batch_size,), 0, n)
-    bdata = data._replace(Xt=data.Xt[:, idx], y=data.y[idx],
-                          weights=None if data.weights is None else data.weights[idx])
+    # unit weights where the data has none: the batch then has the structure of a fit's
+    # that runs on all its (padded) rows as the batch, and both share `evolve`'s program
+    weights = jnp.ones((opts.batch_size,), data.Xt.dtype) if data.weights is None else \
+        data.weights[idx]
+    bdata = data._replace(Xt=data.Xt[:, idx], y=data.y[idx], weights=weights)
     loss = jnp.where(jnp.isfinite(state.loss), _evaluate_flat(evaluator, state.pop, bdata, opts),
                      jnp.inf)
     state = eqx.tree_at(lambda s: (s.loss, s.cost), state,
@@ -882,16 +885,23 @@ def settle(
     # `evolve` counted evaluations on its rows: a batch's stand for a fraction of one
     n_evals = evolved.n_evals * (opts.batch_size / data.Xt.shape[1] if opts.batching else 1.0)
     hof = state.hof
+    # `run_search` gives a batched search data of `batch_size` rows only where the batch is
+    # every row: there the batch losses are the full-data losses
+    whole_batch = data.Xt.shape[1] == opts.batch_size
     if evolved.seen is not None:  # the batch winners, scored on every row for the hall of fame
         best = evolved.seen
-        best_loss = _evaluate_flat(evaluator, best.population, data, opts)
         C = best.loss.shape[0]
+        if whole_batch:
+            best_loss = best.loss
+        else:
+            best_loss = _evaluate_flat(evaluator, best.population, data, opts)
+            n_evals = n_evals + best.exists.sum()
         hof = hof_update(hof, best.population, best_loss, jnp.arange(C, dtype=best_loss.dtype),
                          best.exists)
-        n_evals = n_evals + best.exists.sum()
-        # the members' losses (batch losses after the constant fitting) on every row
-        loss = _data_loss(evaluator, pop, data, opts)
-        n_evals = n_evals + Ig * P
+        if not whole_batch:
+            # the members' losses (batch losses after the constant fitting) on every row
+            loss = _data_loss(evaluator, pop, data, opts)
+            n_evals = n_evals + Ig * P
     key, k_mig, k_hof = jax.random.split(state.key, 3)
     cplx = jax.vmap(lambda p: _complexity_of(p, opts))(pop)
     loss = _with_units(loss, pop, data, opts)

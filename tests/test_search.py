@@ -383,14 +383,39 @@ def test_a_batched_iteration_is_three_programs_with_the_fused_result_and_one_cyc
     assert run_mod.compile_count() > n_before  # the row-dependent programs are new
 
 
-def test_a_batch_as_large_as_the_data_is_the_data():
-    """`batch_size` at or above the number of rows: the search runs on every row, as
-    without batching (not on a resample with repeats), with the same result."""
-    plain = run_search(X, Y, OPTS, evaluator=EVALUATOR, niterations=2, random_state=0)
-    opts = dataclasses.replace(OPTS, batching=True, batch_size=len(Y))
-    batched = run_search(X, Y, opts, evaluator=EVALUATOR, niterations=2, random_state=0)
-    assert batched.hall_of_fame == plain.hall_of_fame
-    assert batched.num_evals == plain.num_evals
+def test_a_batch_as_large_as_the_data_is_the_data_and_shares_evolve():
+    """`batch_size` at or above the number of rows: the batch is every row (not a resample
+    with repeats), padded to `batch_size` at weight 0, so the members' losses are their
+    full-data losses, no batch is drawn, and a fit with more rows (a drawn batch of the
+    same size) compiles no `evolve` of its own."""
+    opts = dataclasses.replace(OPTS, batching=True, batch_size=256)
+    n_before = run_mod.compile_count()
+    res = run_search(X, Y, opts, evaluator=EVALUATOR, niterations=2, random_state=0)
+    # baseline, initial islands, their scores, `evolve` and `settle`: no `draw_batch`
+    assert run_mod.compile_count() - n_before <= 5
+    assert not any(k[0] is run_mod._DRAW and k[1] == opts for k in run_mod._COMPILED)
+    pop = jax.device_get(res.state.pop)
+    loss = np.asarray(res.state.loss)
+    checked = 0
+    for i in range(loss.shape[0]):
+        for j in range(0, loss.shape[1], 3):
+            if np.isfinite(loss[i, j]):
+                tree = Population(pop.op[i], pop.arg[i], pop.const[i]).tree(j)
+                assert loss[i, j] == pytest.approx(_mse(tree, X, Y), rel=1e-3, abs=1e-5)
+                checked += 1
+    assert checked >= 10
+    for e in res.hall_of_fame[:4]:  # the hall of fame's losses are full-data losses too
+        assert e.loss == pytest.approx(_mse(e.tree, X, Y), rel=1e-3, abs=1e-5)
+
+    def evolves():
+        return sum(1 for k in run_mod._COMPILED if k[0] is run_mod._EVOLVE)
+
+    before = evolves()
+    rng = np.random.default_rng(2)
+    X2 = rng.uniform(-3, 3, (300, 2)).astype(np.float32)
+    Y2 = (X2[:, 0] ** 2 + 2.5 * np.cos(X2[:, 1])).astype(np.float32)
+    run_search(X2, Y2, opts, evaluator=EVALUATOR, niterations=1, random_state=0)
+    assert evolves() == before >= 1
 
 
 def test_hall_of_fame_matches_reference(long_run):
