@@ -773,7 +773,7 @@ class Evolved(NamedTuple):
     state: SearchState
     seen: HallOfFame | None  # with batching: the best child per complexity, batch losses
     pop: Population
-    loss: Float[Array, "I P"]  # without batching: data losses; with it: to be rescored
+    loss: Float[Array, "I P"]  # without batching, or a batch of every row: data losses
     birth: Int[Array, "I P"]
     n_evals: Float[Array, ""]
 
@@ -877,8 +877,8 @@ def settle(
     ax: IslandAxis = ONE,
 ) -> tuple[SearchState, Float[Array, ""]]:
     """The end of an iteration on every row: with `batching` the population and the
-    cycles' best children are scored on all of them; then the hall of fame, migration and
-    the new state. Returns it and the evaluations done."""
+    cycles' best children are scored on all of them (unless the batch was every row); then
+    the hall of fame, migration and the new state. Returns it and the evaluations done."""
     state, pop, loss, birth = evolved.state, evolved.pop, evolved.loss, evolved.birth
     I, P = state.loss.shape
     Ig = I * ax.size
