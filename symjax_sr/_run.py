@@ -50,6 +50,7 @@ from ._search import (
     init_state,
     iteration,
     settle,
+    whole_batch,
 )
 from ._snap import snap_entries
 from ._stopping import stop_condition
@@ -285,34 +286,32 @@ def _finish(entries: list[HofEntry], opts: SearchOptions, X, y, weights, units) 
     return rewrite_entries(entries, X, y, weights, opts)
 
 
-def _batched_step(ev, opts: SearchOptions, state, data, mesh=None, whole_batch=False):
+def _batched_step(ev, opts: SearchOptions, state, data, mesh=None):
     """A batched search's iteration as `draw_batch`, `evolve` and `settle`, compiled apart
     so that fits with other numbers of rows reuse `evolve`, which only sees the batch
-    (most of the compilation). With `whole_batch` the data (`batch_size` rows, padded at
-    weight 0) is the batch: no draw, and the members' losses are already on it. Returns
-    the step and the largest program's memory."""
+    (most of the compilation). Where the batch is every row (`whole_batch`) the draw
+    returns the data as it is, so it is not compiled. Returns the step and the largest
+    program's memory."""
     if mesh is None:
         programs, static, cur = (_DRAW, _EVOLVE, _SETTLE), {}, jnp.int32(0)
     else:
         programs = (sharded_draw, sharded_evolve, sharded_settle)
         static, cur = dict(mesh=mesh), replicate(jnp.int32(0), mesh)
-    if whole_batch:
-        draw, bdata = None, data
+    if whole_batch(data, opts):
+        draw, bdata, compiled = (lambda state, data: (state, data, 0.0)), data, []
     else:
         draw = _compiled(programs[0], ev, opts, static, state=state, data=data)
-        _, bdata, _ = draw.out_info
+        (_, bdata, _), compiled = draw.out_info, [draw]
     grow = _compiled(programs[1], ev, opts, static, state=state, bdata=bdata, curmaxsize=cur)
     finish = _compiled(programs[2], ev, opts, static, evolved=grow.out_info, data=data)
 
     def step(state, data, curmaxsize):
-        if draw is None:
-            return finish(evolved=grow(state=state, bdata=data, curmaxsize=curmaxsize), data=data)
         state, bdata, n_batch = draw(state=state, data=data)
         state, n_evals = finish(evolved=grow(state=state, bdata=bdata, curmaxsize=curmaxsize),
                                 data=data)
         return state, n_batch + n_evals
 
-    sizes = [program_bytes(c) for c in (draw, grow, finish) if c is not None]
+    sizes = [program_bytes(c) for c in compiled + [grow, finish]]
     return step, None if None in sizes else max(sizes)
 
 
@@ -417,15 +416,14 @@ def run_search(
     sees_data = opts.loss_function_expression is not None
     pads = opts.loss_function is None and not sees_data
     # At most `batch_size` rows with batching: the batch is every row (not a resample with
-    # repeats), padded to `batch_size`, so that the batched programs' `evolve`, most of the
-    # compilation, is the one fits of more rows run. A loss that sees every row is not padded:
-    # there the search runs unbatched.
-    whole_batch = opts.batching and opts.batch_size >= n_rows and pads
-    if opts.batching and opts.batch_size >= n_rows and not pads:
+    # repeats), padded to `batch_size` (`whole_batch`), so that the batched programs'
+    # `evolve`, most of the compilation, is the one fits of more rows run. A loss that sees
+    # every row is not padded: there the search runs unbatched.
+    small = opts.batching and opts.batch_size >= n_rows
+    if small and not pads:
         opts = dataclasses.replace(opts, batching=False)
-    if whole_batch or (not opts.batching and pads):
-        n_pad = opts.batch_size if whole_batch else padded_rows(X.shape[0])
-        X, y, weights = _pad_rows(X, y, weights, n_pad)
+    if pads and (small or not opts.batching):
+        X, y, weights = _pad_rows(X, y, weights, opts.batch_size if small else padded_rows(n_rows))
     n_real = opts.n_features
     if not sees_data and not opts.n_params and template is None:
         X, opts = _pad_features(X, opts)
@@ -467,7 +465,7 @@ def run_search(
     else:
         state, data = shard_state(state, mesh), replicate(data, mesh)
     if opts.batching:
-        step, memory_bytes = _batched_step(ev, opts, state, data, mesh, whole_batch)
+        step, memory_bytes = _batched_step(ev, opts, state, data, mesh)
     else:
         if mesh is None:
             step = _compiled(_ITERATION, ev, opts, state=state, data=data,

@@ -778,6 +778,13 @@ class Evolved(NamedTuple):
     n_evals: Float[Array, ""]
 
 
+def whole_batch(data: SearchData, opts: SearchOptions) -> bool:
+    """Whether a batched search's batch is every row: `run_search` pads a search of at
+    most `batch_size` rows to exactly `batch_size` (weight 0), and only such a search has
+    that many; its losses on the batch are its full-data losses (static: shapes only)."""
+    return opts.batching and data.Xt.shape[1] == opts.batch_size
+
+
 def draw_batch(
     state: SearchState, evaluator: Evaluator, data: SearchData, opts: SearchOptions,
     ax: IslandAxis = ONE,
@@ -785,8 +792,9 @@ def draw_batch(
     """With `batching`: the iteration's mini-batch, and the population rescored on it, so
     that every comparison of the iteration is on the same rows. (PySR draws a batch per
     evaluation; selection then favours members whose loss was drawn on a lucky batch.)
-    Without it: the data itself. Returns the state, the rows and the evaluations done."""
-    if not opts.batching:  # `run_search` turns it off where a batch would hold every row
+    Without it, or where the batch is every row (`whole_batch`): the data itself. Returns
+    the state, the rows and the evaluations done."""
+    if not opts.batching or whole_batch(data, opts):
         return state, data, jnp.asarray(0.0, data.Xt.dtype)
     n = data.Xt.shape[1]
     idx = jax.random.randint(jax.random.fold_in(state.key, _BATCH_STREAM), (opts.batch_size,), 0, n)
@@ -885,23 +893,19 @@ def settle(
     # `evolve` counted evaluations on its rows: a batch's stand for a fraction of one
     n_evals = evolved.n_evals * (opts.batch_size / data.Xt.shape[1] if opts.batching else 1.0)
     hof = state.hof
-    # `run_search` gives a batched search data of `batch_size` rows only where the batch is
-    # every row: there the batch losses are the full-data losses
-    whole_batch = data.Xt.shape[1] == opts.batch_size
     if evolved.seen is not None:  # the batch winners, scored on every row for the hall of fame
         best = evolved.seen
         C = best.loss.shape[0]
-        if whole_batch:
+        if whole_batch(data, opts):  # batch losses are full-data losses: nothing to rescore
             best_loss = best.loss
         else:
             best_loss = _evaluate_flat(evaluator, best.population, data, opts)
             n_evals = n_evals + best.exists.sum()
-        hof = hof_update(hof, best.population, best_loss, jnp.arange(C, dtype=best_loss.dtype),
-                         best.exists)
-        if not whole_batch:
             # the members' losses (batch losses after the constant fitting) on every row
             loss = _data_loss(evaluator, pop, data, opts)
             n_evals = n_evals + Ig * P
+        hof = hof_update(hof, best.population, best_loss, jnp.arange(C, dtype=best_loss.dtype),
+                         best.exists)
     key, k_mig, k_hof = jax.random.split(state.key, 3)
     cplx = jax.vmap(lambda p: _complexity_of(p, opts))(pop)
     loss = _with_units(loss, pop, data, opts)
