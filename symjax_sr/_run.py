@@ -37,6 +37,7 @@ from ._hall_of_fame import pareto_mask
 from ._memory import available_bytes, check_memory, program_bytes
 from ._options import SearchOptions
 from ._parametric import ParametricEvaluator
+from ._polish import polish_entries
 from ._rewrite import rewrite_entries
 from ._search import (
     SearchData,
@@ -274,14 +275,15 @@ def _pad_features(X, opts: SearchOptions):
 
 
 def _finish(entries: list[HofEntry], opts: SearchOptions, X, y, weights, units) -> list[HofEntry]:
-    """The final hall of fame with constants snapped to closed forms and fractions
-    (`_snap.py`), then the simpler forms SymPy finds under the data's signs
+    """The final hall of fame with constants refitted (`_polish.py`) and snapped to closed
+    forms and fractions (`_snap.py`), then the simpler forms SymPy finds under the data's signs
     (`_rewrite.py`): for plain expressions under a loss of the prediction per row (not a
     `loss_function` of the whole prediction, nor with units, whose penalty the checks
     would leave out)."""
     if opts.template is not None or opts.n_params or opts.loss_function is not None or \
             opts.loss_function_expression is not None or units is not None:
         return entries
+    entries = polish_entries(entries, X, y, weights, opts.operators, opts.elementwise_loss)
     entries = snap_entries(entries, X, y, weights, opts.operators, opts.elementwise_loss)
     return rewrite_entries(entries, X, y, weights, opts)
 
