@@ -93,3 +93,20 @@ def test_many_rows_refit_on_a_subset_and_keep_the_full_loss():
     out = polish_entries([e], Xb, yb, None, OPS)[0]
     assert out.loss == host_loss(out.tree, Xb, yb, None, OPS, None) < 1e-10
     assert math.isfinite(out.loss)
+
+
+def test_constants_that_are_not_identified_stay_where_the_search_put_them():
+    """`c*d2/(c*n + c*d2/d1)` does not depend on `c`: where the search's constants are off
+    by float32 rounding only, a refit would move them along the flat direction for a loss
+    fall within rounding, so they stay; off by more, they are refitted."""
+    names = ["d1", "d2", "n"]
+    rng = np.random.default_rng(3)
+    Xr = rng.uniform(1, 5, (300, 3))
+    y = Xr[:, 1] / (Xr[:, 2] + Xr[:, 1] / Xr[:, 0])
+    for text, refitted in [("1.3*d2/(1.3*n + 1.3000002*d2/d1)", False),
+                           ("1.3*d2/(1.3*n + 1.3002*d2/d1)", True)]:
+        tree = parse_expression(text, OPS, names, dtype=np.float32)
+        e = HofEntry(11, host_loss(tree, Xr, y, None, OPS, None), tree, True)
+        out = polish_entries([e], Xr, y, None, OPS)[0]
+        assert (out is not e) == refitted
+        assert out.loss <= e.loss
