@@ -402,6 +402,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
                     "wall_s": result.wall_s, "compile_s": result.compile_s,
                     "stopped_because": result.stopped_because, "evaluator": evaluator,
                     "memory_mb": None if result.memory_bytes is None else result.memory_bytes / 2**20,
+                    "loss_floor": result.loss_floor,
                 })
                 self._write_checkpoint(self.search_states_)
                 if self.verbosity > 0:
@@ -690,7 +691,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
                 ]
             if len(t):
                 t["_chosen"] = False
-                t.loc[t.index[select_index(t["loss"], t["score"], self.model_selection)], "_chosen"] = True
+                t.loc[t.index[self._select(t, len(tables))], "_chosen"] = True
             tables.append(t)
         return tables[0] if self.nout_ == 1 else tables
 
@@ -700,6 +701,13 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
 
             raise NotFittedError("This PySRRegressor is not fitted yet; call `fit(X, y)` first.")
 
+    def _select(self, table, j: int) -> int:
+        """Row of output `j`'s table that `model_selection` picks; "best" takes the simplest
+        row that fits to rounding where the fit recorded that level (`_selection.py`)."""
+        info = getattr(self, "fit_info_", None) or []
+        floor = info[j].get("loss_floor", 0.0) if j < len(info) else 0.0
+        return select_index(table["loss"], table["score"], self.model_selection, floor)
+
     def _rows(self, index):
         self._check_fitted()
         out = []
@@ -708,7 +716,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
                 raise RuntimeError(f"The search for output {j} found no finite-loss equation.")
             idx = index[j] if isinstance(index, (list, tuple)) else index
             if idx is None:
-                idx = select_index(table["loss"], table["score"], self.model_selection)
+                idx = self._select(table, j)
             out.append(table.iloc[int(idx)])
         return out
 

@@ -32,7 +32,7 @@ from ._devices import (
     sharded_iteration,
     sharded_settle,
 )
-from ._evaluate import check_data, get_evaluator
+from ._evaluate import check_data, get_evaluator, l2_loss
 from ._hall_of_fame import pareto_mask
 from ._memory import available_bytes, check_memory, program_bytes
 from ._options import SearchOptions
@@ -53,7 +53,7 @@ from ._search import (
     settle,
     whole_batch,
 )
-from ._snap import snap_entries
+from ._snap import loss_atol, snap_entries
 from ._stopping import stop_condition
 from ._template import TemplateEvaluator, TemplateMember
 from ._tree import Population, Tree
@@ -87,6 +87,9 @@ class SearchResult:
     compile_s: float
     stopped_because: str
     memory_bytes: int | None = None  # XLA's estimate for one iteration (None if unknown)
+    #: Loss at or below which an entry fits the rows to rounding (`_snap.loss_atol`), for
+    #: `model_selection="best"`; 0 where no such level is defined (`_plain` is false).
+    loss_floor: float = 0.0
 
     @property
     def pareto_front(self) -> list[HofEntry]:
@@ -274,14 +277,29 @@ def _pad_features(X, opts: SearchOptions):
     return X, dataclasses.replace(opts, n_features=fp, complexities=cplx)
 
 
+def _plain(opts: SearchOptions, units) -> bool:
+    """Whether the search is over plain expressions under a loss of the prediction per row
+    (the case `_finish` and `_loss_floor` handle)."""
+    return opts.template is None and not opts.n_params and opts.loss_function is None and \
+        opts.loss_function_expression is None and units is None
+
+
+def _loss_floor(opts: SearchOptions, X, y, weights, units) -> float:
+    """`_snap.loss_atol` of the fit's rows for plain expressions, else 0."""
+    if not _plain(opts, units):
+        return 0.0
+    w = None if weights is None else np.asarray(weights, np.float64)
+    loss = None if opts.elementwise_loss is l2_loss else opts.elementwise_loss
+    return loss_atol(np.asarray(X, np.float64), np.asarray(y, np.float64), w, opts.operators, loss)
+
+
 def _finish(entries: list[HofEntry], opts: SearchOptions, X, y, weights, units) -> list[HofEntry]:
     """The final hall of fame with constants refitted (`_polish.py`) and snapped to closed
     forms and fractions (`_snap.py`), then the simpler forms SymPy finds under the data's signs
     (`_rewrite.py`): for plain expressions under a loss of the prediction per row (not a
     `loss_function` of the whole prediction, nor with units, whose penalty the checks
     would leave out)."""
-    if opts.template is not None or opts.n_params or opts.loss_function is not None or \
-            opts.loss_function_expression is not None or units is not None:
+    if not _plain(opts, units):
         return entries
     entries = polish_entries(entries, X, y, weights, opts.operators, opts.elementwise_loss)
     entries = snap_entries(entries, X, y, weights, opts.operators, opts.elementwise_loss)
@@ -517,4 +535,5 @@ def run_search(
         compile_s=compile_s,
         stopped_because=stopped,
         memory_bytes=memory_bytes,
+        loss_floor=_loss_floor(opts, *fit_rows, units),
     )

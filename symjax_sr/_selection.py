@@ -5,6 +5,12 @@ score_i = -log(loss_i / loss_{i-1}) / (complexity_i - complexity_{i-1}) with
 "best" = highest score among rows with loss <= 1.5 * min loss; "accuracy" = lowest
 loss; "score" = highest score. These are PySR's definitions (`calculate_scores`,
 `idx_model_selection`).
+
+One departure, for "best" only: rows whose loss is at most `loss_floor` (a fit's rounding
+level, `_snap.loss_atol`: 1e-10 of the constant model's loss) all fit the data exactly, and
+the simplest of them is chosen. PySR's rule compares such losses as numbers, so a larger
+expression whose float rounding happens to land lower (1.3e-16 against 9.9e-16 for an exact
+`cos(x0 - pi/2)`) would win by the 1.5x window.
 """
 
 from __future__ import annotations
@@ -34,8 +40,9 @@ def compute_scores(loss, complexity, loss_scale: str = "log") -> np.ndarray:
     return scores
 
 
-def select_index(loss, scores, model_selection: str = "best") -> int:
-    """Row chosen by PySR's `model_selection`."""
+def select_index(loss, scores, model_selection: str = "best", loss_floor: float = 0.0) -> int:
+    """Row chosen by PySR's `model_selection`; with "best", the simplest row whose loss is at
+    most `loss_floor` where there is one (0: PySR's rule as it is)."""
     loss = np.asarray(loss, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
     if len(loss) == 0:
@@ -45,6 +52,9 @@ def select_index(loss, scores, model_selection: str = "best") -> int:
     if model_selection == "score":
         return int(np.argmax(scores))
     if model_selection == "best":
+        exact = loss <= loss_floor
+        if loss_floor > 0 and exact.any():
+            return int(np.argmax(exact))
         ok = loss <= 1.5 * np.min(loss)
         return int(np.argmax(np.where(ok, scores, -np.inf)))
     raise ValueError(
