@@ -675,7 +675,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
         """PySR's equations table (a list of tables for multi-output fits)."""
         self._check_fitted()
         tables = []
-        for t in self.equations_list_:
+        for j, t in enumerate(self.equations_list_):
             t = t.copy()
             if self.output_jax_format:
                 t["jax_format"] = [self._jax_of(tree, t["parameters"].iloc[i] if "parameters" in t else None)
@@ -691,7 +691,7 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
                 ]
             if len(t):
                 t["_chosen"] = False
-                t.loc[t.index[self._select(t, len(tables))], "_chosen"] = True
+                t.loc[t.index[self._select(t, j)], "_chosen"] = True
             tables.append(t)
         return tables[0] if self.nout_ == 1 else tables
 
