@@ -5,7 +5,7 @@ hall-of-fame entry that came straight from a mutation keeps the constants the mu
 gave it: `x1*(alpha*cos(omega*t) + 1.25)*cos(omega*t)` is a best-per-complexity entry whose
 shift was never fitted (its fitted form is the exact formula). After a search, every entry
 under the squared error gets its constants refitted on the data (Levenberg-Marquardt in
-float64, `_snap._refit`), and keeps them where the loss falls by more than rounding.
+float64, `_snap.refit`), and keeps them where the loss falls by more than rounding.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 
 from ._evaluate import l2_loss
 from ._operators import CONST, OperatorSet
-from ._snap import _REFIT_MAX_CONSTANTS, _refit, host_loss, loss_atol, with_pareto
+from ._snap import REFIT_MAX_CONSTANTS, host_loss, loss_atol, refit, with_pareto
 from ._tree import Tree
 
 __all__ = ["MAX_ROWS", "RTOL", "polish_entries"]
@@ -32,7 +32,7 @@ RTOL = 1e-6
 def polish_entries(entries: list, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None,
                    operators: OperatorSet, elementwise_loss: Callable | None = None) -> list:
     """Hall-of-fame entries (simplest first) with their constants refitted under the
-    squared error (entries with 1 to `_snap._REFIT_MAX_CONSTANTS` constants); an entry
+    squared error (entries with 1 to `_snap.REFIT_MAX_CONSTANTS` constants); an entry
     whose loss on these rows falls by more than `RTOL` (relative) and `_snap.loss_atol`
     carries the new constants and loss, and the Pareto flags are recomputed. Any other
     loss: the entries as they are."""
@@ -51,14 +51,14 @@ def polish_entries(entries: list, X: np.ndarray, y: np.ndarray, weights: np.ndar
         tree = e.tree
         free = [] if not isinstance(tree, Tree) or e.params is not None else \
             [i for i in range(len(tree.op)) if tree.op[i] == CONST]
-        if not 1 <= len(free) <= _REFIT_MAX_CONSTANTS:
+        if not 1 <= len(free) <= REFIT_MAX_CONSTANTS:
             out.append(e)
             continue
         start = host_loss(tree, Xs, ys, ws, operators, None)
         if not math.isfinite(start):
             out.append(e)
             continue
-        fitted, _ = _refit(tree, free, Xs, ys, ws, operators, start)
+        fitted, _ = refit(tree, free, Xs, ys, ws, operators, start)
         if fitted is tree:
             out.append(e)
             continue

@@ -17,7 +17,7 @@ on noisy data), is set to that value when the data do not ask for the fitted one
   `LOSS_ATOL`.
 
 Under the squared error, a snap that fails on its own is tried once more with the
-expression's other free constants refitted to it (`_refit`: Levenberg-Marquardt in
+expression's other free constants refitted to it (`refit`: Levenberg-Marquardt in
 float64): dropping the shift of `c*(q2 - 0.0037)` moves the best `c`, and the BIC
 compares the simpler model at its own best fit, not at the richer model's constants.
 
@@ -39,8 +39,8 @@ from ._numpy_eval import evaluate_tree_numpy
 from ._operators import CONST, OperatorSet
 from ._tree import Tree
 
-__all__ = ["CLOSE", "FRACTION_CLOSE", "LOSS_ATOL", "LOSS_RTOL", "closed_form", "host_loss",
-           "loss_atol", "snap_entries", "with_pareto"]
+__all__ = ["CLOSE", "FRACTION_CLOSE", "LOSS_ATOL", "LOSS_RTOL", "REFIT_MAX_CONSTANTS", "closed_form",
+           "host_loss", "loss_atol", "refit", "snap_entries", "with_pareto"]
 
 CLOSE = 1e-4
 FRACTION_CLOSE = 1e-2
@@ -53,7 +53,7 @@ _MAX_E_POWER = 4
 _FRACTION_DENOMINATORS = (1, 2, 3, 4)
 _MAX_FRACTION = 10
 _REFIT_STEPS = 12
-_REFIT_MAX_CONSTANTS = 8
+REFIT_MAX_CONSTANTS = 8
 
 
 def _fractions(v: float) -> list[float]:
@@ -109,7 +109,7 @@ def host_loss(tree: Tree, X, y, weights, operators: OperatorSet, elementwise_los
     return value if math.isfinite(value) else math.inf
 
 
-def _refit(tree: Tree, free: list[int], X, y, w, operators: OperatorSet, loss: float):
+def refit(tree: Tree, free: list[int], X, y, w, operators: OperatorSet, loss: float):
     """`tree` with the constants at positions `free` refitted by Levenberg-Marquardt on
     the squared error (float64, forward-difference Jacobian), and its loss; `tree` and
     `loss` unchanged where no step lowers the loss."""
@@ -224,7 +224,7 @@ def snap_entries(entries: list, X: np.ndarray, y: np.ndarray, weights: np.ndarra
             continue
         value, after, snapped = tree.value.copy(), before, 0
         fixed = {i for i in range(len(value)) if tree.op[i] == CONST} - {i for i, _ in slots}
-        refit = elementwise_loss is None and len(slots) <= _REFIT_MAX_CONSTANTS
+        may_refit = elementwise_loss is None and len(slots) <= REFIT_MAX_CONSTANTS
         for i, _ in slots:
             allowed = before * math.exp((snapped + 1) * per_constant) + atol
             # a refit may have moved this constant since the candidates were listed
@@ -234,8 +234,8 @@ def snap_entries(entries: list, X: np.ndarray, y: np.ndarray, weights: np.ndarra
                 t = Tree(tree.op, tree.arg, trial)
                 loss = host_loss(t, X, y, w, operators, elementwise_loss)
                 free = [j for j, _ in slots if j != i and j not in fixed]
-                if loss > allowed and refit and free and math.isfinite(loss):
-                    t, loss = _refit(t, free, X, y, w, operators, loss)
+                if loss > allowed and may_refit and free and math.isfinite(loss):
+                    t, loss = refit(t, free, X, y, w, operators, loss)
                 if loss <= allowed:
                     value, after, snapped = t.value.copy(), loss, snapped + 1
                     fixed.add(i)
