@@ -92,7 +92,8 @@ def test_snapping_recomputes_the_pareto_flags():
 def test_a_search_reports_sine_as_a_shifted_cosine():
     """End to end: with `cos` only, sin(x0) is found as cos(x0 - c) with c at pi/2 in
     float32 (here the fit lands on it; `snap_entries` covers the fits that do not), and
-    `sympy()` gives a formula SymPy proves equal to sin(x0)."""
+    `sympy()` gives a formula SymPy proves equal to sin(x0): the final refit makes a larger
+    entry exact as well, and "best" takes the simplest exact one."""
     rng = np.random.default_rng(0)
     X = rng.uniform(-3, 3, (100, 1))
     y = np.sin(X[:, 0])
@@ -102,6 +103,8 @@ def test_a_search_reports_sine_as_a_shifted_cosine():
                           early_stop_condition=1e-10, progress=False, verbosity=0,
                           temp_equation_file=True)
     model.fit(X, y)
+    # the rounding level "best" uses: 1e-10 of the constant model's loss (the variance)
+    assert model.fit_info_[0]["loss_floor"] == pytest.approx(1e-10 * np.var(y), rel=1e-9)
     expr = model.sympy()
     assert sympy.simplify(expr - sympy.sin(X0)) == 0, expr
     np.testing.assert_allclose(model.predict(X), y, atol=1e-5)
