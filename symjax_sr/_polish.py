@@ -41,10 +41,12 @@ def polish_entries(entries: list, X: np.ndarray, y: np.ndarray, weights: np.ndar
     X = np.asarray(X, np.float64)
     y = np.asarray(y, np.float64)
     w = None if weights is None else np.asarray(weights, np.float64)
-    rows = np.arange(len(y))
-    if len(y) > MAX_ROWS:
+    subset = len(y) > MAX_ROWS
+    if subset:
         rows = np.linspace(0, len(y) - 1, MAX_ROWS).round().astype(int)
-    Xs, ys, ws = X[rows], y[rows], None if w is None else w[rows]
+        Xs, ys, ws = X[rows], y[rows], None if w is None else w[rows]
+    else:
+        Xs, ys, ws = X, y, w
     atol = loss_atol(X, y, w, operators, None)
     out = []
     for e in entries:
@@ -54,7 +56,8 @@ def polish_entries(entries: list, X: np.ndarray, y: np.ndarray, weights: np.ndar
         if not 1 <= len(free) <= REFIT_MAX_CONSTANTS:
             out.append(e)
             continue
-        start = host_loss(tree, Xs, ys, ws, operators, None)
+        before = host_loss(tree, X, y, w, operators, None)  # float64, on every row
+        start = host_loss(tree, Xs, ys, ws, operators, None) if subset else before
         if not math.isfinite(start):
             out.append(e)
             continue
@@ -63,7 +66,6 @@ def polish_entries(entries: list, X: np.ndarray, y: np.ndarray, weights: np.ndar
             out.append(e)
             continue
         loss = host_loss(fitted, X, y, w, operators, None)
-        before = host_loss(tree, X, y, w, operators, None)
         # a fall within rounding keeps the constants found: where they are not identified
         # (`c*d2/(c*n + c*d2/d1)`) the refit would only move them along the flat direction
         keep = loss < before * (1.0 - RTOL) - atol
