@@ -6,10 +6,13 @@ symbolic comparison with `1/r` rejects). After a search, each hall-of-fame expre
 goes through SymPy with the features whose training values are all positive declared
 positive (the others real). SymPy's automatic evaluation then rewrites `sqrt(r**-2)` to
 `1/r`, `sqrt(x*x)` to `x`, `log(exp(x))` to `x`, and `cos(x - pi/2)` (a constant snapped
-by `_snap.py`) to `sin(x)`. A rewrite that has a lower complexity, satisfies the search's
-constraints and keeps the training loss (within `_snap.LOSS_RTOL`, or `_snap.LOSS_ATOL`
-times the constant model's) takes the hall-of-fame slot of its complexity when it beats
-the entry there; the entry it came from stays.
+by `_snap.py`) to `sin(x)`. Rational forms are also put over one denominator and factored
+(`sympy.cancel`, `sympy.factor`): the search can reach `a*x/(a*x + a)` or `1 - 1/(x + 1)`
+before `x/(x + 1)`, and `x*(x*(x^2 + x) + x) + x` before `x*(x + 1)*(x^2 + 1)`. The
+simplest form that has a lower complexity, satisfies the search's constraints and keeps the
+training loss (within `_snap.LOSS_RTOL`, or `_snap.LOSS_ATOL` times the constant model's)
+takes the hall-of-fame slot of its complexity when it beats the entry there; the entry it
+came from stays.
 """
 
 from __future__ import annotations
@@ -46,19 +49,48 @@ def _assumed(expr: sympy.Expr, positive: np.ndarray) -> sympy.Expr:
     return expr.subs(subs)
 
 
-def _rewritten(tree: Tree, opts: SearchOptions, positive: np.ndarray, names: tuple[str, ...]):
-    """The tree SymPy makes of `tree` under the data's signs, or None when it is no
-    different or not expressible in the operator set."""
+def _same(a: Tree, b: Tree) -> bool:
+    """Whether two trees have the same nodes (constants aside)."""
+    return a.size == b.size and np.array_equal(a.op, b.op) and np.array_equal(a.arg, b.arg)
+
+
+def _whole(expr: sympy.Expr) -> sympy.Expr:
+    """`expr` with its whole-number floats as integers (`cancel` leaves `1.0*x`)."""
+    return expr.xreplace({f: sympy.Integer(int(f)) for f in expr.atoms(sympy.Float)
+                          if abs(f) < 2**53 and f == int(f)})
+
+
+def _forms(expr: sympy.Expr) -> list[sympy.Expr]:
+    """SymPy's automatic form of `expr`, then over one denominator and factored (not where
+    a power above 8 would be expanded: (x + 1)^30 has 31 terms)."""
+    forms = [expr]
+    if any(p.exp.is_Number and abs(p.exp) > 8 for p in expr.atoms(sympy.Pow)):
+        return forms
+    for rewrite in (sympy.cancel, sympy.factor):
+        try:
+            forms.append(_whole(rewrite(expr)))
+        except (sympy.PolynomialError, sympy.polys.polyerrors.CoercionFailed, ValueError,
+                TypeError, RecursionError):
+            pass  # a form SymPy's polynomial algebra does not take
+    return forms
+
+
+def _rewritten(tree: Tree, opts: SearchOptions, positive: np.ndarray,
+               names: tuple[str, ...]) -> list[Tree]:
+    """The trees SymPy makes of `tree` under the data's signs (`_forms`) that differ from
+    it and are expressible in the operator set."""
     expr = tree_to_sympy(tree, opts.operators, names)
     if expr.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
-        return None
-    try:
-        new = sympy_to_tree(_assumed(expr, positive), opts.operators, names, dtype=tree.value.dtype)
-    except (ValueError, TypeError, KeyError, RecursionError):
-        return None  # e.g. `Abs` without an `abs` operator
-    same = new.size == tree.size and np.array_equal(new.op, tree.op) and \
-        np.array_equal(new.arg, tree.arg)
-    return None if same else new
+        return []
+    out = []
+    for form in _forms(_assumed(expr, positive)):
+        try:
+            new = sympy_to_tree(form, opts.operators, names, dtype=tree.value.dtype)
+        except (ValueError, TypeError, KeyError, RecursionError):
+            continue  # e.g. `Abs` without an `abs` operator
+        if not any(_same(new, t) for t in [tree, *out]):
+            out.append(new)
+    return out
 
 
 def _complexity_ok(tree: Tree, opts: SearchOptions) -> tuple[int, bool]:
@@ -92,16 +124,20 @@ def rewrite_entries(entries: list, X: np.ndarray, y: np.ndarray, weights: np.nda
     for e in entries:
         if not isinstance(e.tree, Tree) or e.params is not None:
             continue
-        new = _rewritten(e.tree, opts, positive, names)
-        if new is None:
+        # the simplest of the forms that the search could hold and that keep the loss
+        before, found = None, None
+        for new in _rewritten(e.tree, opts, positive, names):
+            c, ok = _complexity_ok(new, opts)
+            if not ok or c >= (e.complexity if found is None else found[1]):
+                continue
+            if before is None:
+                before = host_loss(e.tree, X, y, w, opts.operators, elementwise_loss)
+            after = host_loss(new, X, y, w, opts.operators, elementwise_loss)
+            if math.isfinite(after) and after <= before * (1 + LOSS_RTOL) + atol:
+                found = (new, c, after)
+        if found is None:
             continue
-        c, ok = _complexity_ok(new, opts)
-        if not ok or c >= e.complexity:
-            continue
-        before = host_loss(e.tree, X, y, w, opts.operators, elementwise_loss)
-        after = host_loss(new, X, y, w, opts.operators, elementwise_loss)
-        if not math.isfinite(after) or after > before * (1 + LOSS_RTOL) + atol:
-            continue
+        new, c, after = found
         # a rewrite's constants are new (SymPy folds `0.7071*x0*2.8286*x1` into
         # `2.00004*x0*x1`): they get the same snapping as the search's
         [cand] = snap_entries([dataclasses.replace(e, complexity=c, loss=after, tree=new)],

@@ -116,3 +116,34 @@ def test_a_constant_that_sympy_folds_is_snapped_after_the_rewrite():
     np.testing.assert_allclose(c[0] * c[1], slope, rtol=1e-6)
     assert abs(slope - 2) > 1e-3 and out[2].loss < out[1].loss
     assert out[1].pareto and out[2].pareto
+
+
+def test_a_common_factor_of_a_fraction_is_cancelled():
+    """a*x1/(a*x1 + a) and 1 - 1/(x1 + 1) are x1/(x1 + 1) (complexity 5) on any data: the
+    search reaches them first when the data are x1/(1 + x1), and `sympy.cancel` gives
+    the shorter form, with the same loss."""
+    X = np.random.default_rng(0).uniform(0, 2, (200, 2))
+    y = X[:, 1] / (1 + X[:, 1])
+    opts = SearchOptions(OPS, 2, maxsize=20)
+    for s, c in [("(1.918 * x1) / ((1.918 * x1) + 1.918)", 9), ("1.0 - (1.0 / (x1 + 1.0))", 7)]:
+        entries = _entries([s], X, y)
+        assert entries[0].complexity == c
+        new, old = rewrite_entries(entries, X, y, None, opts)
+        assert new.complexity == 5 and new.pareto and new.loss < 1e-20
+        assert sympy.simplify(tree_to_sympy(new.tree, OPS) - X1 / (X1 + 1)) == 0
+        assert old.tree is entries[0].tree and not old.pareto
+
+
+def test_a_nested_polynomial_is_factored():
+    """Horner-like x0*(x0*(x0*x0 + x0) + x0) + x0 (13 nodes) is x0*(x0 + 1)*(x0^2 + 1) (11)
+    by `sympy.factor`, with and without `^` (x0*x0 is 3 nodes as x0^2 is)."""
+    X = np.random.default_rng(0).uniform(-1, 1, (200, 1))
+    x = X[:, 0]
+    y = x**4 + x**3 + x**2 + x
+    for ops in (OPS, make_operator_set(["+", "-", "*", "/"], [])):
+        tree = parse_expression("x0 * (x0 * (x0 * x0 + x0) + x0) + x0", ops)
+        pred, _, _ = evaluate_tree_numpy(tree, X, ops)
+        entries = [HofEntry(13, float(np.mean((pred - y) ** 2)), tree, True)]
+        new, old = rewrite_entries(entries, X, y, None, SearchOptions(ops, 1, maxsize=20))
+        assert (new.complexity, old.complexity) == (11, 13)
+        assert sympy.nsimplify(tree_to_sympy(new.tree, ops)) == sympy.factor(X0**4 + X0**3 + X0**2 + X0)
