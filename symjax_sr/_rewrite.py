@@ -61,14 +61,23 @@ def _whole(expr: sympy.Expr) -> sympy.Expr:
 
 
 def _forms(expr: sympy.Expr) -> list[sympy.Expr]:
-    """SymPy's automatic form of `expr`, then over one denominator and factored (not where
-    a power above 8 would be expanded: (x + 1)^30 has 31 terms)."""
+    """SymPy's automatic form of `expr`, then over one denominator and factored.
+
+    The polynomial algebra sees each float as a symbol (one per value), put back after:
+    as a number it becomes a rational with a denominator near 2^52, on which SymPy's
+    multivariate factorisation can run for minutes. Not tried where a power above 8 would
+    be expanded ((x + 1)^30 has 31 terms) or on more than 10 symbols (a cost bound)."""
     forms = [expr]
     if any(p.exp.is_Number and abs(p.exp) > 8 for p in expr.atoms(sympy.Pow)):
         return forms
+    stand = {f: sympy.Dummy() for f in sorted(expr.atoms(sympy.Float), key=float)}
+    abstract = expr.xreplace(stand)
+    if len(abstract.free_symbols) > 10:
+        return forms
+    back = {s: f for f, s in stand.items()}
     for rewrite in (sympy.cancel, sympy.factor):
         try:
-            forms.append(_whole(rewrite(expr)))
+            forms.append(_whole(rewrite(abstract).xreplace(back)))
         except (sympy.PolynomialError, sympy.polys.polyerrors.CoercionFailed, ValueError,
                 TypeError, RecursionError):
             pass  # a form SymPy's polynomial algebra does not take

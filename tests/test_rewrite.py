@@ -147,3 +147,27 @@ def test_a_nested_polynomial_is_factored():
         new, old = rewrite_entries(entries, X, y, None, SearchOptions(ops, 1, maxsize=20))
         assert (new.complexity, old.complexity) == (11, 13)
         assert sympy.nsimplify(tree_to_sympy(new.tree, ops)) == sympy.factor(X0**4 + X0**3 + X0**2 + X0)
+
+
+def test_the_polynomial_algebra_sees_floats_as_symbols(monkeypatch):
+    """`sympy.factor` turns a float into a rational with a denominator near 2^52, on which
+    its multivariate factorisation has run for minutes (a hall of fame of feynman-I.12.1):
+    `_forms` hands cancel and factor the expression with one symbol per float value, and
+    puts the values back."""
+    from symjax_sr import _rewrite
+
+    seen = []
+    for name in ("cancel", "factor"):
+        real = getattr(sympy, name)
+
+        def spy(e, _real=real):
+            seen.append(e)
+            return _real(e)
+
+        monkeypatch.setattr(sympy, name, spy)
+    a, b = sympy.Float(1.918), sympy.Float(0.3125)
+    forms = _rewrite._forms(a * X1 / (a * X1 + a) + b * X0)
+    assert len(seen) == 2 and not any(e.atoms(sympy.Float) for e in seen)
+    assert len({s for e in seen for s in e.free_symbols} - {X0, X1}) == 2  # one per value
+    assert any(sympy.simplify(f - (X1 / (X1 + 1) + b * X0)) == 0 and f.atoms(sympy.Float) == {b}
+               for f in forms[1:])
