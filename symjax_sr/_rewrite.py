@@ -28,7 +28,7 @@ import sympy
 from ._constraints import satisfies, tree_complexity
 from ._mutate import Nodes, to_nodes
 from ._options import SearchOptions
-from ._snap import LOSS_RTOL, host_loss, loss_atol, snap_entries, with_pareto
+from ._snap import CLOSE, LOSS_RTOL, host_loss, loss_atol, snap_entries, with_pareto
 from ._sympy import sympy_to_tree, tree_to_sympy
 from ._tree import Tree, stack_trees
 
@@ -63,18 +63,26 @@ def _whole(expr: sympy.Expr) -> sympy.Expr:
 def _forms(expr: sympy.Expr) -> list[sympy.Expr]:
     """SymPy's automatic form of `expr`, then over one denominator and factored.
 
-    The polynomial algebra sees each float as a symbol (one per value), put back after:
-    as a number it becomes a rational with a denominator near 2^52, on which SymPy's
-    multivariate factorisation can run for minutes. Not tried where a power above 8 would
-    be expanded ((x + 1)^30 has 31 terms) or on more than 10 symbols (a cost bound)."""
+    The polynomial algebra sees each float as a symbol, put back after: as a number it
+    becomes a rational with a denominator near 2^52, on which SymPy's multivariate
+    factorisation can run for minutes. Magnitudes within `CLOSE` of each other are one
+    symbol, so that `1.0978258*x/(-1.0978259*x - 1.0978258)` (constants fitted apart, to
+    float32 precision) cancels to `-x/(x + 1)`; the caller checks that a form keeps the
+    loss. Not tried where a power above 8 would be expanded ((x + 1)^30 has 31 terms) or
+    on more than 10 symbols (a cost bound)."""
     forms = [expr]
     if any(p.exp.is_Number and abs(p.exp) > 8 for p in expr.atoms(sympy.Pow)):
         return forms
-    stand = {f: sympy.Dummy() for f in sorted(expr.atoms(sympy.Float), key=float)}
-    abstract = expr.xreplace(stand)
+    groups, symbol = [], {}  # (first magnitude, its symbol); magnitude -> symbol
+    for m in sorted({abs(f) for f in expr.atoms(sympy.Float)}, key=float):
+        if not groups or m > groups[-1][0] * (1 + CLOSE):
+            groups.append((m, sympy.Dummy()))
+        symbol[m] = groups[-1][1]
+    abstract = expr.xreplace({f: symbol[abs(f)] if f > 0 else -symbol[abs(f)]
+                              for f in expr.atoms(sympy.Float)})
     if len(abstract.free_symbols) > 10:
         return forms
-    back = {s: f for f, s in stand.items()}
+    back = {s: m for m, s in groups}
     for rewrite in (sympy.cancel, sympy.factor):
         try:
             forms.append(_whole(rewrite(abstract).xreplace(back)))

@@ -153,7 +153,7 @@ def test_the_polynomial_algebra_sees_floats_as_symbols(monkeypatch):
     """`sympy.factor` turns a float into a rational with a denominator near 2^52, on which
     its multivariate factorisation has run for minutes (a hall of fame of feynman-I.12.1):
     `_forms` hands cancel and factor the expression with one symbol per float value, and
-    puts the values back."""
+    puts the values back. Magnitudes within `CLOSE` are one symbol, so that they cancel."""
     from symjax_sr import _rewrite
 
     seen = []
@@ -171,3 +171,10 @@ def test_the_polynomial_algebra_sees_floats_as_symbols(monkeypatch):
     assert len({s for e in seen for s in e.free_symbols} - {X0, X1}) == 2  # one per value
     assert any(sympy.simplify(f - (X1 / (X1 + 1) + b * X0)) == 0 and f.atoms(sympy.Float) == {b}
                for f in forms[1:])
+    # an odefield-dy hall of fame: its constants, fitted apart, agree to float32 precision
+    a1, a2 = sympy.Float(1.09782576560974), sympy.Float(1.09782588481903)
+    forms = _rewrite._forms(a1 * X1 / (-a2 * X1 - a1))
+    assert any(f == -X1 / (X1 + 1) for f in forms[1:])
+    # values further apart than `CLOSE` stay apart
+    c = sympy.Float(1.01)
+    assert not any(f == -X1 / (X1 + 1) for f in _rewrite._forms(a1 * X1 / (-c * X1 - a1)))
