@@ -89,6 +89,17 @@ class ConstantOptions:
     - `probability`: chance that a member is selected each iteration
       (`optimize_probability`, default 0.14); used by `select_members`.
     - `enabled`: `should_optimize_constants`; False makes `optimize_constants` a no-op.
+    - `newborn_every`: besides PySR's fitting at the end of each iteration, fit the
+      constants of some of the children born in the last ~`newborn_every` cycles
+      (`optimize_newborn_every`; 0: PySR's behaviour only). The search's cycles run in
+      chunks of about that many (the nearest divisor of `ncycles_per_iteration`), each
+      followed by the fit. Why: a child with a new structure keeps its parent's
+      constants, and under PySR's scheme few are fitted before they age out (at the
+      defaults ~14 of 380 cycles' lifetime against one fit per iteration).
+    - `newborn_probability`: chance that a child born in the chunk (still alive, with a
+      finite loss and constants) is fitted (`optimize_newborn_probability`).
+    - `newborn_iterations`: iterations of that fit, from one start
+      (`optimize_newborn_iterations`).
     - `damping`: LM's initial damping λ (multiplies `diag(JᵀJ)`).
     - `max_backtracks`: BFGS line-search halvings per iteration.
     - `narrow_widths`: tangent counts compiled besides the whole constant table; each
@@ -109,6 +120,9 @@ class ConstantOptions:
     damping: float = 0.1
     max_backtracks: int = 10
     narrow_widths: tuple[int, ...] = (2, 4)
+    newborn_every: int = 0
+    newborn_probability: float = 0.1
+    newborn_iterations: int = 4
 
     def __post_init__(self):
         if not isinstance(self.algorithm, str):
@@ -137,6 +151,17 @@ class ConstantOptions:
             raise ValueError(
                 f"`optimize_probability` must lie in [0, 1], got {self.probability}."
             )
+        _check_int("optimize_newborn_every", self.newborn_every, 0,
+                   "use 0 to fit constants at the end of each iteration only (PySR).")
+        _check_int("optimize_newborn_iterations", self.newborn_iterations, 1,
+                   "to fit no children set `optimize_newborn_every=0`.")
+        if isinstance(self.newborn_probability, bool) or not isinstance(
+                self.newborn_probability, (int, float)):
+            raise TypeError("`optimize_newborn_probability` must be a number, got "
+                            f"{self.newborn_probability!r}.")
+        if not 0.0 <= self.newborn_probability <= 1.0:
+            raise ValueError("`optimize_newborn_probability` must lie in [0, 1], got "
+                             f"{self.newborn_probability}.")
         if not isinstance(self.enabled, bool):
             raise TypeError(
                 f"`should_optimize_constants` must be True or False, got {self.enabled!r}."
@@ -163,6 +188,9 @@ class ConstantOptions:
         optimizer_f_calls_limit: int | None = None,
         optimize_probability: float = 0.14,
         should_optimize_constants: bool = True,
+        optimize_newborn_every: int = 0,
+        optimize_newborn_probability: float = 0.1,
+        optimize_newborn_iterations: int = 4,
         narrow_widths: tuple[int, ...] = (),
     ) -> ConstantOptions:
         """Build from PySR's flat option names, as the search runs them: with the full
@@ -178,6 +206,9 @@ class ConstantOptions:
             f_calls_limit=optimizer_f_calls_limit,
             probability=optimize_probability,
             enabled=should_optimize_constants,
+            newborn_every=optimize_newborn_every,
+            newborn_probability=optimize_newborn_probability,
+            newborn_iterations=optimize_newborn_iterations,
             narrow_widths=narrow_widths,
         )
 

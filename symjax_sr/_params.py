@@ -85,6 +85,9 @@ PYSR_DEFAULTS: dict[str, Any] = dict(
     optimizer_f_calls_limit=None,
     optimize_probability=0.14,
     optimizer_iterations=8,
+    optimize_newborn_every=0,
+    optimize_newborn_probability=0.1,
+    optimize_newborn_iterations=4,
     perturbation_factor=0.129,
     probability_negate_constant=0.00743,
     tournament_selection_n=15,
@@ -346,6 +349,9 @@ def build_search_options(
         optimizer_f_calls_limit=params["optimizer_f_calls_limit"],
         optimize_probability=params["optimize_probability"],
         should_optimize_constants=params["should_optimize_constants"],
+        optimize_newborn_every=params["optimize_newborn_every"],
+        optimize_newborn_probability=params["optimize_newborn_probability"],
+        optimize_newborn_iterations=params["optimize_newborn_iterations"],
     )
     opts = SearchOptions(
         operators=ops,

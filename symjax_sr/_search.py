@@ -20,6 +20,7 @@ Without batching the batch is the data.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import NamedTuple
 
@@ -67,6 +68,7 @@ _RANDOMIZE = MUTATIONS.index("randomize")
 _MUTATE_CONSTANT = MUTATIONS.index("mutate_constant")
 _BATCH_STREAM = 0xBA7C  # `fold_in` tag of the key that draws an iteration's mini-batch
 _FIT_STREAM = 0xF17  # `fold_in` tag of the keys of an iteration's constant fitting
+_NEWBORN_STREAM = 0xB0B  # `fold_in` tag of the keys of a chunk's fitting of its children
 
 
 class SearchData(NamedTuple):
@@ -216,13 +218,20 @@ def _data_loss(evaluator: Evaluator, pop: Population, data: SearchData, opts):
     return loss.reshape(lead)
 
 
+def _violates_units(pop: Population, data: SearchData, opts: SearchOptions):
+    """Where a member violates the units (False everywhere without `x_dims`)."""
+    if data.x_dims is None:
+        return jnp.zeros(pop.op.shape[:-1], bool)
+    return dimension_violations(pop.op, pop.arg, pop.const, data.x_dims, data.y_dims,
+                                opts.operators, opts.dimensionless_constants_only)
+
+
 def _with_units(loss, pop: Population, data: SearchData, opts: SearchOptions):
     """`loss` plus `dimensional_constraint_penalty` where a member violates the units."""
     if data.x_dims is None:
         return loss
-    bad = dimension_violations(pop.op, pop.arg, pop.const, data.x_dims, data.y_dims, opts.operators,
-                               opts.dimensionless_constants_only)
-    return jnp.where(bad, loss + opts.dimensional_constraint_penalty, loss)
+    return jnp.where(_violates_units(pop, data, opts), loss + opts.dimensional_constraint_penalty,
+                     loss)
 
 
 def _evaluate_flat(evaluator: Evaluator, pop: Population, data: SearchData, opts):
@@ -716,6 +725,58 @@ def _cycle(carry, temperature, *, evaluator, bdata, opts, curmaxsize, freq_norm,
 # ------------------------------------------------------------------------- end of iteration
 
 
+def newborn_chunks(opts: SearchOptions) -> int:
+    """How many chunks `evolve` runs an iteration's cycles in, each followed by a fit of
+    its children (`ConstantOptions.newborn_every`): the divisor of `ncycles_per_iteration`
+    nearest to it over `newborn_every` (static; 0: no fit). Chunks of equal length keep
+    one traced cycle, and the iteration's cycle count stays PySR's."""
+    every, n = opts.constants.newborn_every, opts.ncycles_per_iteration
+    if not (opts.constants.enabled and every > 0 and opts.constants.newborn_probability > 0):
+        return 0
+    return min((k for k in range(1, n + 1) if n % k == 0), key=lambda k: (abs(k - n / every), k))
+
+
+def _fit_newborn(carry, start, *, evaluator, bdata, opts, cycles: int, ax: IslandAxis = ONE):
+    """Fit the constants of a share (`newborn_probability`) of the members born since
+    clock `start` (`newborn_every`), with `newborn_iterations` iterations from one start,
+    on `bdata`; an improved member keeps its new constants and enters the hall of fame
+    (with batching: the iteration's best children). Members that violate the units are
+    left alone: their cycle loss carries the penalty, the optimiser compares data losses.
+    Returns the carry and the evaluations done on those rows."""
+    state, *seen = carry
+    copts = opts.constants
+    I, P = state.loss.shape
+    Ig = I * ax.size
+    k_mask, k_opt = jax.random.split(jax.random.fold_in(state.key, _NEWBORN_STREAM))
+    flat = ax.gather_tree(jax.tree.map(_flat, state.pop))
+    loss = ax.gather(state.loss.reshape(-1))
+    fit_opts = dataclasses.replace(copts, probability=copts.newborn_probability,
+                                   iterations=copts.newborn_iterations, nrestarts=0)
+    mask = (select_members(flat, fit_opts, key=k_mask, evaluator=evaluator)
+            & (ax.gather(state.birth.reshape(-1)) >= start) & jnp.isfinite(loss)
+            & ~_violates_units(flat, bdata, opts))
+    # a fixed-size batch: 2x the expected number, of the members a chunk can give birth to
+    born = Ig * min(P, 2 * opts.events_per_cycle * cycles)
+    capacity = max(1, min(Ig * P, int(2 * copts.newborn_probability * born) + 4))
+    res = optimize_constants(
+        flat, bdata.Xt, bdata.y, bdata.weights, evaluator=evaluator, key=k_opt, options=fit_opts,
+        mask=mask, loss_before=loss, capacity=capacity, axis=ax, **_losses(opts),
+    )
+    g_loss = jnp.where(res.improved, _with_units(res.loss, res.pop, bdata, opts), loss)
+    g_cplx = ax.gather(state.complexity.reshape(-1))
+    if seen:
+        seen = [hof_update(seen[0], res.pop, g_loss, g_cplx, res.improved)]
+        hof = state.hof
+    else:
+        hof = hof_update(state.hof, res.pop, g_loss, g_cplx, res.improved)
+    pop = jax.tree.map(lambda x: ax.local(x).reshape((I, P) + x.shape[1:]), res.pop)
+    new_loss = ax.local(g_loss).reshape(I, P)
+    state = eqx.tree_at(
+        lambda s: (s.pop, s.loss, s.cost, s.hof), state,
+        (pop, new_loss, _cost(new_loss, state.complexity, bdata.baseline, opts), hof))
+    return (state, *seen), res.n_evals
+
+
 def _migrate(key, pop, loss, cost, cplx, birth, clock, pool, pool_loss, pool_cplx, pool_ok,
              frac, data, opts, ax: IslandAxis = ONE):
     """Replace Poisson(P * frac) random members of each island with random pool members
@@ -834,7 +895,21 @@ def evolve(
                                curmaxsize=curmaxsize, freq_norm=freq_norm, ax=ax)
     seen = [hof_init(opts.maxsize, opts.length, opts.const_width, bdata.Xt.dtype)
             ] if opts.batching else []
-    (state, *seen), cycle_evals = jax.lax.scan(body, (state, *seen), temps)
+    chunks = newborn_chunks(opts)
+    if chunks == 0:
+        (state, *seen), cycle_evals = jax.lax.scan(body, (state, *seen), temps)
+    else:
+        length = opts.ncycles_per_iteration // chunks
+
+        def chunk(carry, chunk_temps):
+            start = carry[0].clock
+            carry, evals = jax.lax.scan(body, carry, chunk_temps)
+            carry, fit_evals = _fit_newborn(carry, start, evaluator=evaluator, bdata=bdata,
+                                            opts=opts, cycles=length, ax=ax)
+            return carry, evals.sum() + fit_evals
+
+        (state, *seen), cycle_evals = jax.lax.scan(chunk, (state, *seen),
+                                                   temps.reshape(chunks, length))
     n_evals = cycle_evals.sum()
 
     k_opt, k_mask = jax.random.split(jax.random.fold_in(state.key, _FIT_STREAM))

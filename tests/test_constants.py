@@ -371,6 +371,11 @@ def test_select_members():
         ({"damping": -1.0}, ValueError, "damping"),
         ({"narrow_widths": [2, 4]}, ValueError, "narrow_widths"),
         ({"narrow_widths": (0,)}, ValueError, r"\(\) for the full table"),
+        ({"newborn_every": -1}, ValueError, "optimize_newborn_every.*use 0"),
+        ({"newborn_every": 2.0}, TypeError, "newborn_every"),
+        ({"newborn_probability": -0.1}, ValueError, r"optimize_newborn_probability.*\[0, 1\]"),
+        ({"newborn_probability": "0.1"}, TypeError, "newborn_probability"),
+        ({"newborn_iterations": 0}, ValueError, "optimize_newborn_every=0"),
     ],
 )
 def test_options_validation(kwargs, error, match):
@@ -383,9 +388,12 @@ def test_options_names_and_pysr_mapping():
     assert ConstantOptions(algorithm="levenberg-marquardt").algorithm == "LM"
     o = ConstantOptions.from_pysr(optimizer_algorithm="BFGS", optimizer_iterations=5,
                                   optimizer_nrestarts=1, optimizer_f_calls_limit=100,
-                                  optimize_probability=0.5, should_optimize_constants=False)
+                                  optimize_probability=0.5, should_optimize_constants=False,
+                                  optimize_newborn_every=19, optimize_newborn_probability=0.2,
+                                  optimize_newborn_iterations=3)
     # The search compiles the full tangent width only (see `from_pysr`).
-    want = ConstantOptions("BFGS", 5, 1, 100, 0.5, False, narrow_widths=())
+    want = ConstantOptions("BFGS", 5, 1, 100, 0.5, False, narrow_widths=(), newborn_every=19,
+                           newborn_probability=0.2, newborn_iterations=3)
     assert o == want and hash(o) == hash(want)
 
 
