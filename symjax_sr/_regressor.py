@@ -104,7 +104,10 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
     accurate than BFGS here) and the extra `evaluator` ("auto" times the kernels once
     on the real shapes at the start of `fit`; with `deterministic=True` it picks by backend
     instead, because a timed pick can change with the machine's load and the two
-    kernels round differently). Parameters are stored verbatim and validated in `fit`.
+    kernels round differently), and the extra `optimize_newborn_every`,
+    `optimize_newborn_probability` and `optimize_newborn_iterations` (off by default, as
+    PySR: fit the constants of a share of the children of every chunk of cycles; see
+    `ConstantOptions`). Parameters are stored verbatim and validated in `fit`.
 
     ```python
     model = PySRRegressor(binary_operators=["+", "*"], unary_operators=["cos"], niterations=20)
