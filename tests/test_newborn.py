@@ -105,7 +105,7 @@ def test_the_regressor_takes_the_options_and_stays_deterministic():
     kw = dict(binary_operators=["+", "*"], unary_operators=["cos"], niterations=3, populations=2,
               population_size=16, ncycles_per_iteration=20, maxsize=12, progress=False,
               verbosity=0, random_state=2, optimize_newborn_every=5,
-              optimize_newborn_probability=0.3, optimize_newborn_iterations=2)
+              optimize_newborn_probability=0.3, optimize_newborn_iterations=2, evaluator="switch")
     runs = [PySRRegressor(**kw).fit(X, Y).equations_ for _ in range(2)]
     assert runs[0][["complexity", "loss", "equation"]].equals(runs[1][["complexity", "loss",
                                                                        "equation"]])
