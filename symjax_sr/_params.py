@@ -85,6 +85,7 @@ PYSR_DEFAULTS: dict[str, Any] = dict(
     optimizer_f_calls_limit=None,
     optimize_probability=0.14,
     optimizer_iterations=8,
+    # ours, not PySR's (PySR has no such step; 0 keeps its behaviour): see ConstantOptions
     optimize_newborn_every=0,
     optimize_newborn_probability=0.1,
     optimize_newborn_iterations=4,

@@ -725,6 +725,23 @@ def _cycle(carry, temperature, *, evaluator, bdata, opts, curmaxsize, freq_norm,
 # ------------------------------------------------------------------------- end of iteration
 
 
+def _fit_selected(flat: Population, loss, mask, key, copts, expected: float, evaluator, bdata,
+                  opts: SearchOptions, ax: IslandAxis = ONE):
+    """`optimize_constants` on the members `mask` selects among all islands' (`flat`,
+    gathered; each device fits its share), on `bdata`, in a fixed-size batch of twice the
+    `expected` number of selected members (plus 4)."""
+    capacity = max(1, min(loss.shape[0], int(2 * expected) + 4))
+    return optimize_constants(
+        flat, bdata.Xt, bdata.y, bdata.weights, evaluator=evaluator, key=key, options=copts,
+        mask=mask, loss_before=loss, capacity=capacity, axis=ax, **_losses(opts),
+    )
+
+
+def _local_islands(x, I: int, P: int, ax: IslandAxis = ONE):
+    """A gathered, flat per-member array as this device's `[I, P, ...]` islands."""
+    return ax.local(x).reshape((I, P) + x.shape[1:])
+
+
 def newborn_chunks(opts: SearchOptions) -> int:
     """How many chunks `evolve` runs an iteration's cycles in, each followed by a fit of
     its children (`ConstantOptions.newborn_every`): the divisor of `ncycles_per_iteration`
@@ -755,13 +772,9 @@ def _fit_newborn(carry, start, *, evaluator, bdata, opts, cycles: int, ax: Islan
     mask = (select_members(flat, fit_opts, key=k_mask, evaluator=evaluator)
             & (ax.gather(state.birth.reshape(-1)) >= start) & jnp.isfinite(loss)
             & ~_violates_units(flat, bdata, opts))
-    # a fixed-size batch: 2x the expected number, of the members a chunk can give birth to
-    born = Ig * min(P, 2 * opts.events_per_cycle * cycles)
-    capacity = max(1, min(Ig * P, int(2 * copts.newborn_probability * born) + 4))
-    res = optimize_constants(
-        flat, bdata.Xt, bdata.y, bdata.weights, evaluator=evaluator, key=k_opt, options=fit_opts,
-        mask=mask, loss_before=loss, capacity=capacity, axis=ax, **_losses(opts),
-    )
+    born = Ig * min(P, 2 * opts.events_per_cycle * cycles)  # at most, alive at the chunk's end
+    res = _fit_selected(flat, loss, mask, k_opt, fit_opts, copts.newborn_probability * born,
+                        evaluator, bdata, opts, ax)
     g_loss = jnp.where(res.improved, _with_units(res.loss, res.pop, bdata, opts), loss)
     g_cplx = ax.gather(state.complexity.reshape(-1))
     if seen:
@@ -769,8 +782,8 @@ def _fit_newborn(carry, start, *, evaluator, bdata, opts, cycles: int, ax: Islan
         hof = state.hof
     else:
         hof = hof_update(state.hof, res.pop, g_loss, g_cplx, res.improved)
-    pop = jax.tree.map(lambda x: ax.local(x).reshape((I, P) + x.shape[1:]), res.pop)
-    new_loss = ax.local(g_loss).reshape(I, P)
+    pop = jax.tree.map(lambda x: _local_islands(x, I, P, ax), res.pop)
+    new_loss = _local_islands(g_loss, I, P, ax)
     state = eqx.tree_at(
         lambda s: (s.pop, s.loss, s.cost, s.hof), state,
         (pop, new_loss, _cost(new_loss, state.complexity, bdata.baseline, opts), hof))
@@ -934,20 +947,14 @@ def evolve(
     birth = state.birth
     copts = opts.constants
     if copts.enabled and copts.probability > 0:
-        # selection and batch over all islands; each device fits its share of the batch
         flat = ax.gather_tree(jax.tree.map(_flat, pop))
         mask = select_members(flat, copts, key=k_mask, evaluator=evaluator)
-        # a fixed-size batch: 2x the expected number of selected members
-        capacity = max(1, min(Ig * P, int(2 * copts.probability * Ig * P) + 4))
-        res = optimize_constants(
-            flat, bdata.Xt, bdata.y, bdata.weights, evaluator=evaluator, key=k_opt, options=copts,
-            mask=mask, loss_before=ax.gather(loss.reshape(-1)), capacity=capacity, axis=ax,
-            **_losses(opts),
-        )
-        pop = jax.tree.map(lambda x: ax.local(x).reshape((I, P) + x.shape[1:]), res.pop)
-        loss = ax.local(res.loss).reshape(I, P)
+        res = _fit_selected(flat, ax.gather(loss.reshape(-1)), mask, k_opt, copts,
+                            copts.probability * Ig * P, evaluator, bdata, opts, ax)
+        pop = jax.tree.map(lambda x: _local_islands(x, I, P, ax), res.pop)
+        loss = _local_islands(res.loss, I, P, ax)
         # PySR resets the age of improved members
-        birth = jnp.where(ax.local(res.improved).reshape(I, P), state.clock, birth)
+        birth = jnp.where(_local_islands(res.improved, I, P, ax), state.clock, birth)
         n_evals = n_evals + res.n_evals
     return Evolved(state, seen[0] if seen else None, pop, loss, birth, n_evals)
 
