@@ -16,7 +16,7 @@ import numpy as np
 from jaxtyping import Array, Int, PRNGKeyArray
 
 from ._operators import CONST, FIRST_OP, PAD, VAR, OperatorSet
-from ._tree import Population, structure
+from ._tree import Population, Tree, structure
 
 __all__ = ["random_tree", "random_population"]
 
@@ -149,3 +149,54 @@ def numpy_rng_population(seed: int, pop_size: int, operators: OperatorSet, n_fea
         random_population, static_argnums=(1, 2, 3, 4, 5), static_argnames=tuple(kw)
     )(jax.random.key(seed), pop_size, operators, n_features, length, nconst, **kw)
     return Population(op=np.asarray(pop.op), arg=np.asarray(pop.arg), const=np.asarray(pop.const))
+
+
+def host_random_trees(seed: int, count: int, operators: OperatorSet, n_features: int,
+                      max_size: int, nconst: int) -> list[Tree]:
+    """`count` random expressions drawn with NumPy, sizes uniform in `[1, max_size]` (one
+    less where only binary operators cannot make an even size), at most `nconst`
+    constants each.
+
+    For timing kernels on a fit's shapes before its search (`choose_evaluator`): no
+    program to compile, where `random_population` compiles for seconds (2.7 s jitted,
+    4.9 s eagerly, for 256 expressions on a cold 2-core machine). Not the search's
+    draws: no constraints, no `maxdepth`.
+    """
+    rng = np.random.default_rng(seed)
+    arity = np.asarray(operators.arity_table)
+    unary = [FIRST_OP + i for i in range(len(operators.operators)) if arity[FIRST_OP + i] == 1]
+    binary = [FIRST_OP + i for i in range(len(operators.operators)) if arity[FIRST_OP + i] == 2]
+
+    def grow(n: int, out: list[tuple[int, int, float]]) -> None:
+        kinds = (["unary"] if unary and n >= 2 else []) + (["binary"] if binary and n >= 3 else [])
+        if not kinds or n == 1:
+            if rng.random() < 0.5:
+                out.append((VAR, int(rng.integers(n_features)), 0.0))
+            else:
+                out.append((CONST, 0, float(rng.standard_normal())))
+            return
+        if rng.choice(kinds) == "unary":
+            grow(n - 1, out)
+            out.append((int(rng.choice(unary)), 0, 0.0))
+            return
+        left = int(rng.integers(1, n - 1))
+        if not unary:  # binary trees only: both sides odd
+            left -= 1 - left % 2
+        grow(left, out)
+        grow(n - 1 - left, out)
+        out.append((int(rng.choice(binary)), 0, 0.0))
+
+    trees = []
+    for _ in range(count):
+        size = int(rng.integers(1, max_size + 1))
+        if not unary and size % 2 == 0:
+            size -= 1
+        nodes: list[tuple[int, int, float]] = []
+        grow(size, nodes)
+        op, arg, value = (np.asarray(x) for x in zip(*nodes))
+        extra = np.flatnonzero(op == CONST)[nconst:]  # beyond the table: features instead
+        op[extra] = VAR
+        arg[extra] = rng.integers(n_features, size=len(extra))
+        value[extra] = 0.0
+        trees.append(Tree(op, arg, value))
+    return trees

@@ -34,7 +34,7 @@ from ._kernels import choose_evaluator, untimed_evaluator
 from ._operators import OPERATORS, VAR
 from ._parametric import check_expression_spec, encode_category, parameter_names
 from ._params import PYSR_DEFAULTS, build_search_options, check_unknown_kwargs, devices_of
-from ._random import random_population
+from ._random import host_random_trees
 from ._run import hall_of_fame_entries, run_search
 from ._selection import select_index
 from ._strings import _check_names
@@ -550,9 +550,9 @@ class PySRRegressor(RegressorMixin, BaseEstimator):
             if self.verbosity > 0:
                 print(f"evaluator: {name} (untimed: deterministic=True)", file=sys.stderr)
             return name
-        pop = random_population(jax.random.key(0), 256, opts.operators, opts.n_features,
-                                opts.length, opts.const_slots, min_size=1, max_size=opts.maxsize,
-                                dtype=dtype)
+        trees = host_random_trees(0, 256, opts.operators, opts.n_features, opts.maxsize,
+                                  opts.const_slots)
+        pop = stack_trees(trees, opts.length, opts.const_slots, dtype)
         name, timings = choose_evaluator(opts.operators, pop, jnp.asarray(X.T, dtype), jnp.asarray(y, dtype))
         if self.verbosity > 0:
             shown = ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in timings.items())
