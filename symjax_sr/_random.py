@@ -175,16 +175,16 @@ def host_random_trees(seed: int, count: int, operators: OperatorSet, n_features:
             else:
                 out.append((CONST, 0, float(rng.standard_normal())))
             return
-        if rng.choice(kinds) == "unary":
+        if kinds[int(rng.integers(len(kinds)))] == "unary":
             grow(n - 1, out)
-            out.append((int(rng.choice(unary)), 0, 0.0))
+            out.append((unary[int(rng.integers(len(unary)))], 0, 0.0))
             return
         left = int(rng.integers(1, n - 1))
         if not unary:  # binary trees only: both sides odd
             left -= 1 - left % 2
         grow(left, out)
         grow(n - 1 - left, out)
-        out.append((int(rng.choice(binary)), 0, 0.0))
+        out.append((binary[int(rng.integers(len(binary)))], 0, 0.0))
 
     trees = []
     for _ in range(count):
