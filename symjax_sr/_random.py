@@ -35,12 +35,18 @@ def _feasible(depth_after, remaining, has_unary: bool, has_binary: bool):
 
 
 def feasible_size(size, operators: OperatorSet):
-    """The largest valid size <= `size` (with only binary operators sizes are odd)."""
+    """The largest valid size <= `size` (with only binary operators sizes are odd); for a
+    Python int or an integer array."""
     if not operators.unary and operators.binary:
-        return jnp.where(size % 2 == 0, size - 1, size)
+        return size - (size % 2 == 0)
     if not operators.binary and not operators.unary:
-        return jnp.ones_like(size)
+        return size * 0 + 1
     return size
+
+
+def _opcodes(operators: OperatorSet, arity: int) -> list[int]:
+    """The opcodes of the operators of this arity."""
+    return [FIRST_OP + i for i, o in enumerate(operators.operators) if o.arity == arity]
 
 
 def random_tree(
@@ -58,8 +64,8 @@ def random_tree(
     At most `nconst` constants are drawn; further leaves become variables.
     """
     has_u, has_b = bool(operators.unary), bool(operators.binary)
-    unary = jnp.array([FIRST_OP + i for i, o in enumerate(operators.operators) if o.arity == 1] or [0])
-    binary = jnp.array([FIRST_OP + i for i, o in enumerate(operators.operators) if o.arity == 2] or [0])
+    unary = jnp.array(_opcodes(operators, 1) or [0])
+    binary = jnp.array(_opcodes(operators, 2) or [0])
     size = feasible_size(jnp.clip(size, 1, length), operators)
     L = length
 
@@ -163,13 +169,11 @@ def host_random_trees(seed: int, count: int, operators: OperatorSet, n_features:
     draws: no constraints, no `maxdepth`.
     """
     rng = np.random.default_rng(seed)
-    arity = np.asarray(operators.arity_table)
-    unary = [FIRST_OP + i for i in range(len(operators.operators)) if arity[FIRST_OP + i] == 1]
-    binary = [FIRST_OP + i for i in range(len(operators.operators)) if arity[FIRST_OP + i] == 2]
+    unary, binary = _opcodes(operators, 1), _opcodes(operators, 2)
 
     def grow(n: int, out: list[tuple[int, int, float]]) -> None:
         kinds = (["unary"] if unary and n >= 2 else []) + (["binary"] if binary and n >= 3 else [])
-        if not kinds or n == 1:
+        if not kinds:
             if rng.random() < 0.5:
                 out.append((VAR, int(rng.integers(n_features)), 0.0))
             else:
@@ -188,9 +192,7 @@ def host_random_trees(seed: int, count: int, operators: OperatorSet, n_features:
 
     trees = []
     for _ in range(count):
-        size = int(rng.integers(1, max_size + 1))
-        if not unary and size % 2 == 0:
-            size -= 1
+        size = int(feasible_size(int(rng.integers(1, max_size + 1)), operators))
         nodes: list[tuple[int, int, float]] = []
         grow(size, nodes)
         op, arg, value = (np.asarray(x) for x in zip(*nodes))
