@@ -26,7 +26,7 @@ import numpy as np
 import sympy
 
 from ._constraints import satisfies, tree_complexity
-from ._mutate import Nodes, to_nodes
+from ._mutate import to_nodes
 from ._options import SearchOptions
 from ._snap import CLOSE, LOSS_RTOL, host_loss, loss_atol, snap_entries, with_pareto
 from ._sympy import sympy_to_tree, tree_to_sympy
@@ -35,8 +35,11 @@ from ._tree import Tree, stack_trees
 __all__ = ["rewrite_entries"]
 
 
-@functools.partial(jax.jit, static_argnums=1)
-def _check(nodes: Nodes, opts: SearchOptions):
+@functools.partial(jax.jit, static_argnums=3)
+def _check(op, arg, const, opts: SearchOptions):
+    """Complexity and `satisfies` of one right-aligned member. `to_nodes` runs inside: eager,
+    its roll by the tree's size would compile once per size."""
+    nodes = to_nodes(op, arg, const)
     return tree_complexity(nodes, opts), satisfies(nodes, opts, opts.maxsize, True)
 
 
@@ -117,7 +120,7 @@ def _complexity_ok(tree: Tree, opts: SearchOptions) -> tuple[int, bool]:
         pop = stack_trees([tree], opts.length, opts.const_slots)
     except ValueError:  # more nodes or constants than a member holds
         return 0, False
-    c, ok = _check(to_nodes(pop.op[0], pop.arg[0], pop.const[0]), opts)
+    c, ok = _check(pop.op[0], pop.arg[0], pop.const[0], opts)
     return int(c), bool(ok)
 
 

@@ -178,3 +178,27 @@ def test_the_polynomial_algebra_sees_floats_as_symbols(monkeypatch):
     # values further apart than `CLOSE` stay apart
     c = sympy.Float(1.01)
     assert not any(f == -X1 / (X1 + 1) for f in _rewrite._forms(a1 * X1 / (-c * X1 - a1)))
+
+
+def test_checking_forms_of_every_size_compiles_one_program():
+    """The size and constraint check of a rewritten form is one compiled program for every
+    size (the members' shapes do not change with it); an eager roll by the size compiled
+    one program per size, 16 in a small fit's rewrites."""
+    import jax
+
+    from symjax_sr._rewrite import _complexity_ok
+
+    opts = SearchOptions(OPS, 2, maxsize=20)
+    forms = ["x0", "x0 + x1", "x0 * x1 + x0", "sqrt(x0) * x1 - x0 / x1", "exp(x0) + x1 ^ 2.5"]
+    trees = [parse_expression(s, OPS) for s in forms]
+    # the check's own answers: complexity and whether the search could hold the form
+    assert _complexity_ok(trees[0], opts) == (1, True)
+    events, recording = [], [True]
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda name, *_, **__: recording[0] and events.append(name))
+    try:
+        got = [_complexity_ok(t, opts) for t in trees]
+    finally:
+        recording[0] = False  # listeners cannot be removed; this one stops collecting
+    assert [c for c, _ in got] == [t.size for t in trees] and all(ok for _, ok in got)
+    assert "/jax/core/compile/backend_compile_duration" not in events
