@@ -81,7 +81,9 @@ def test_iteration_is_traced_at_most_once(monkeypatch):
     # exactly 1 when this test runs first in the file (it does); 0 if already compiled
     assert first <= 1
 
-    # more iterations, another seed and other `curmaxsize` values: nothing is traced again
+    # more iterations, another seed and other `curmaxsize` values: nothing is traced or
+    # compiled again (the fits' own program, taken as `run_search` takes it)
+    compiles = run_mod.compile_count()
     _run(niterations=6, random_state=8)
     from symjax_sr._evaluate import get_evaluator
     from symjax_sr._run import _pad_features, _pad_rows, padded_rows
@@ -93,18 +95,13 @@ def test_iteration_is_traced_at_most_once(monkeypatch):
     data = SearchData(jnp.asarray(Xp.T, jnp.float32), jnp.asarray(Yp, jnp.float32),
                       jnp.asarray(Wp, jnp.float32), jnp.asarray(1.0, jnp.float32), jnp.int32(2))
     state = result.state
-    size_before = _ITERATION._cache_size()
-    for cur in (3, 7, 14):
-        state, evals = _ITERATION(state=state, evaluator=ev, data=data, opts=opts,
-                                  curmaxsize=jnp.int32(cur))  # as `run_search` lowers it
+    for cur in (3, 7, 14, 4, 9):
+        step = run_mod._compiled(_ITERATION, ev, opts, state=state, data=data,
+                                 curmaxsize=jnp.int32(cur))
+        state, evals = step(state=state, data=data, curmaxsize=jnp.int32(cur))
         assert float(evals) > 0
     assert len(traces) <= 1
-    assert _ITERATION._cache_size() <= size_before + 1
-    sizes = []
-    for cur in (4, 9):
-        state, _ = _ITERATION(state=state, evaluator=ev, data=data, opts=opts, curmaxsize=jnp.int32(cur))
-        sizes.append(_ITERATION._cache_size())
-    assert sizes[0] == sizes[1]
+    assert run_mod.compile_count() == compiles
 
 
 def test_feature_counts_in_one_bucket_share_the_compiled_search(monkeypatch):
@@ -350,8 +347,11 @@ def test_a_batched_iteration_is_three_programs_with_the_fused_result_and_one_cyc
     data = data._replace(Xt=jnp.asarray(Xp.T.copy()), n_features=jnp.int32(2))
     state = res.state
     step, _ = run_mod._batched_step(ev, opts_p, state, data)
-    split_state, split_evals = step(state=state, data=data, curmaxsize=jnp.int32(OPTS.maxsize))
-    fused_state, fused_evals = _ITERATION(state, ev, data, opts_p, jnp.int32(OPTS.maxsize))
+    cur = jnp.int32(OPTS.maxsize)
+    split_state, split_evals = step(state=state, data=data, curmaxsize=cur)
+    # the fused program compiled as a plain fit compiles it
+    fused = run_mod._compiled(_ITERATION, ev, opts_p, state=state, data=data, curmaxsize=cur)
+    fused_state, fused_evals = fused(state=state, data=data, curmaxsize=cur)
     for u, v in zip(jax.tree.leaves(split_state), jax.tree.leaves(fused_state), strict=True):
         if jax.dtypes.issubdtype(u.dtype, jax.dtypes.prng_key):
             u, v = jax.random.key_data(u), jax.random.key_data(v)
