@@ -71,7 +71,7 @@ def test_children_fitted_after_their_chunk_keep_better_constants_and_their_true_
     state = run_mod._INIT(jax.random.key(4), ev, data, base, cur)
     start = int(state.clock)
 
-    def evolve(opts):  # compiled with the XLA options fits compile `evolve` with
+    def evolve(opts):  # compiled with the XLA options a fit compiles `evolve` with
         fn = jax.jit(lambda s, d, c: search_mod.evolve(s, ev, d, opts, c))
         return jax.device_get(fn.lower(state, data, cur).compile(run_mod.compiler_options())(
             state, data, cur))
