@@ -71,10 +71,9 @@ def test_children_fitted_after_their_chunk_keep_better_constants_and_their_true_
     state = run_mod._INIT(jax.random.key(4), ev, data, base, cur)
     start = int(state.clock)
 
-    def evolve(opts):  # compiled with the XLA options a fit compiles `evolve` with
-        fn = jax.jit(lambda s, d, c: search_mod.evolve(s, ev, d, opts, c))
-        return jax.device_get(fn.lower(state, data, cur).compile(run_mod.compiler_options())(
-            state, data, cur))
+    def evolve(opts):  # the program a fit runs, compiled as a fit compiles it
+        step = run_mod._compiled(run_mod._EVOLVE, ev, opts, state=state, bdata=data, curmaxsize=cur)
+        return jax.device_get(step(state=state, bdata=data, curmaxsize=cur))
 
     a, b = evolve(base), evolve(on)
     np.testing.assert_array_equal(a.birth, b.birth)

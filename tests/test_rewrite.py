@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import numpy as np
 import sympy
 
@@ -11,7 +12,7 @@ from symjax_sr import make_operator_set, parse_expression
 from symjax_sr._numpy_eval import evaluate_tree_numpy
 from symjax_sr._operators import CONST
 from symjax_sr._options import SearchOptions
-from symjax_sr._rewrite import rewrite_entries
+from symjax_sr._rewrite import _complexity_ok, rewrite_entries
 from symjax_sr._run import HofEntry
 from symjax_sr._sympy import tree_to_sympy
 
@@ -184,10 +185,6 @@ def test_checking_forms_of_every_size_compiles_one_program():
     """The size and constraint check of a rewritten form is one compiled program for every
     size (the members' shapes do not change with it); an eager roll by the size compiled
     one program per size, 16 in a small fit's rewrites."""
-    import jax
-
-    from symjax_sr._rewrite import _complexity_ok
-
     opts = SearchOptions(OPS, 2, maxsize=20)
     forms = ["x0", "x0 + x1", "x0 * x1 + x0", "sqrt(x0) * x1 - x0 / x1", "exp(x0) + x1 ^ 2.5"]
     trees = [parse_expression(s, OPS) for s in forms]
